@@ -1,0 +1,73 @@
+"""Checkpoints as plain dicts of tensors and numbers: written atomically, read without executing code."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+FORMAT_TRAINING = "colorize-training-checkpoint"
+FORMAT_WEIGHTS = "colorize-weights"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable or not one of this project's."""
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint on the CPU with ``weights_only=True``: tensors and plain data only, no code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run directory")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not usable
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT_TRAINING, FORMAT_WEIGHTS):
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no 'format' field it knows)")
+    return payload
+
+
+def weights_payload(checkpoint: dict, half: bool = False) -> dict:
+    """The shippable part of a training checkpoint: the generator's weights, config and metrics, no optimiser."""
+    sd = checkpoint["state"]["nets"]["generator"]
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    return {
+        "format": FORMAT_WEIGHTS,
+        "version": VERSION,
+        "method": checkpoint["method"],
+        "config": checkpoint["config"],
+        "epoch": checkpoint.get("epoch"),
+        "step": checkpoint.get("step"),
+        "phase": checkpoint.get("phase"),
+        "metrics": checkpoint.get("metrics", {}),
+        "generator": sd,
+    }
+
+
+def generator_state(payload: dict) -> dict[str, torch.Tensor]:
+    """The generator's float32 state dict from either kind of checkpoint."""
+    if payload["format"] == FORMAT_WEIGHTS:
+        sd = payload["generator"]
+    else:
+        sd = payload["state"]["nets"]["generator"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}

@@ -1,0 +1,157 @@
+"""Prepared data: a dataset, its per-image colour statistics and a train/validation split, in one call.
+
+``python -m core.data --source SOURCE --split {random,hue} --val-fraction F --seed S [--json OUT]``
+prepares (and caches) the data and prints a short summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.colour import image_stats
+from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset
+from core.splits import SPLIT_KINDS, Split, atomic_write_text, make_split, split_stats
+
+STATS_VERSION = 1
+
+
+@dataclass
+class PreparedData:
+    """A dataset with its colour statistics per part and one split of its ``train`` part."""
+
+    dataset: Dataset
+    stats: dict[str, dict[str, np.ndarray]]  # part -> statistic name -> per-image values
+    split: Split
+
+    def hues(self, part: str) -> np.ndarray:
+        return self.stats[part][f"hue_{self.split.hue_method}"]
+
+    def images(self, subset: str) -> np.ndarray:
+        """uint8 images of ``train``, ``val`` or ``test`` as the split defines them."""
+        src, idx = self._locate(subset)
+        return self.dataset.parts[src].images[idx]
+
+    def labels(self, subset: str) -> np.ndarray:
+        src, idx = self._locate(subset)
+        return self.dataset.parts[src].labels[idx]
+
+    def subset_hues(self, subset: str) -> np.ndarray:
+        src, idx = self._locate(subset)
+        return self.hues(src)[idx]
+
+    def _locate(self, subset: str) -> tuple[str, np.ndarray]:
+        if subset in ("train", "val"):
+            return "train", getattr(self.split, subset)
+        if subset == "test":
+            if "test" not in self.dataset.parts:
+                raise DataSourceError(f"source {self.dataset.source!r} has no test part; use a train/test layout")
+            return "test", self.split.test
+        raise ValueError(f"unknown subset {subset!r}; use train, val or test")
+
+    def summary(self) -> dict:
+        """Split statistics (sizes, hue histograms, class counts, KS statistic) as a JSON-ready dict."""
+        test = self.dataset.parts.get("test")
+        out = split_stats(
+            self.split, self.hues("train"), self.dataset.parts["train"].labels,
+            self.hues("test") if test is not None else None, test.labels if test is not None else None,
+            n_classes=max(1, len(self.dataset.class_names)),
+        )
+        return {"source": self.dataset.source, "name": self.dataset.name, "class_names": self.dataset.class_names,
+                "n_skipped": self.dataset.n_skipped, **self.split.params(), **out}
+
+
+def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None = None,
+                  progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Per-image colour statistics of every part, cached on disk next to the decoded images."""
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = folder / "stats" / f"{cache_key(dataset.source, size)}-v{STATS_VERSION}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            out: dict[str, dict[str, np.ndarray]] = {}
+            for key in z.files:
+                part, name = key.split("/", 1)
+                out.setdefault(part, {})[name] = z[key]
+            if set(out) == set(dataset.parts):
+                return out
+    out = {part: image_stats(p.images) for part, p in dataset.parts.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{f"{part}/{k}": v for part, d in out.items() for k, v in d.items()})
+    tmp.replace(path)
+    return out
+
+
+def prepare(source: str = "sample", split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
+            gray_threshold: float = 5.0, hue_method: str = "circular", size: int = 32,
+            cache_dir: str | Path | None = None, progress: bool = True, download: bool = False) -> PreparedData:
+    """Load a source, compute (or reuse) its statistics and split its train part."""
+    dataset = load_dataset(source, size=size, cache_dir=cache_dir, progress=progress, download=download)
+    if "train" not in dataset.parts or len(dataset.parts["train"].images) == 0:
+        raise DataSourceError(f"source {source!r} has no training images")
+    stats = dataset_stats(dataset, size=size, cache_dir=cache_dir)
+    is_gray = stats["train"]["max_abs_ab"] <= gray_threshold
+    n_test = len(dataset.parts["test"].images) if "test" in dataset.parts else 0
+    sp = make_split(stats["train"][f"hue_{hue_method}"], is_gray, n_test, kind=split, val_fraction=val_fraction,
+                    seed=seed, gray_threshold=gray_threshold, hue_method=hue_method, source=source)
+    return PreparedData(dataset, stats, sp)
+
+
+def prepare_from_split(split: Split, size: int = 32, cache_dir: str | Path | None = None,
+                       progress: bool = True) -> PreparedData:
+    """Rebuild prepared data from a saved split, checking the source still has the same images."""
+    prepared = prepare(split.source, split.kind, split.val_fraction, split.seed, split.gray_threshold,
+                       split.hue_method, size=size, cache_dir=cache_dir, progress=progress)
+    if not (np.array_equal(prepared.split.train, split.train) and np.array_equal(prepared.split.val, split.val)):
+        raise DataSourceError(f"source {split.source!r} no longer gives the saved split; it changed on disk")
+    return prepared
+
+
+def _print_summary(s: dict, seconds: float) -> None:
+    print(f"source        {s['source']} ({s['name']}), {len(s['class_names'])} classes, "
+          f"{s['n_skipped']} unreadable files skipped")
+    print(f"train part    {s['n_total']} images, {s['n_grayscale_dropped']} grayscale dropped "
+          f"(|a|,|b| <= {s['gray_threshold']})")
+    print(f"split         {s['kind']} (val_fraction {s['val_fraction']}, seed {s['seed']}): "
+          f"{s['n_train']} train, {s['n_val']} val, {s['n_test']} test")
+    print(f"hue KS        train vs val: {s['ks_hue']:.4f} (p = {s['ks_pvalue']:.3g})")
+    print(f"time          {seconds:.2f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__.splitlines()[0])
+    p.add_argument("--source", default="sample", help="cifar10, sample, or a folder/archive path (default: sample)")
+    p.add_argument("--split", choices=SPLIT_KINDS, default="hue")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gray-threshold", type=float, default=5.0)
+    p.add_argument("--hue-method", choices=("circular", "arithmetic"), default="circular")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 when it is missing (needs network)")
+    p.add_argument("--save-split", type=Path, help="write the split (indices and parameters) as JSON here")
+    p.add_argument("--json", type=Path, help="write the summary as JSON here")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        prepared = prepare(args.source, args.split, args.val_fraction, args.seed, args.gray_threshold,
+                           args.hue_method, size=args.size, download=args.download)
+    except (DataSourceError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = prepared.summary()
+    _print_summary(summary, time.perf_counter() - t0)
+    if args.save_split:
+        prepared.split.save(args.save_split)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Image grids: gray | model ... | truth rows, enlarged with nearest-neighbour so single pixels stay visible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of an (H, W, 3) uint8 image by an integer factor."""
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, titles: list[str] | None = None,
+               background: int = 255) -> np.ndarray:
+    """Tile rows of equal-size uint8 images into one picture, with optional column titles on top."""
+    if not rows or not rows[0]:
+        raise ValueError("image_grid needs at least one row with one image")
+    h, w = rows[0][0].shape[:2]
+    cell_h, cell_w = h * scale, w * scale
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    top = 14 if titles else 0
+    out = np.full((top + n_rows * (cell_h + pad) + pad, n_cols * (cell_w + pad) + pad, 3), background, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = top + pad + i * (cell_h + pad), pad + j * (cell_w + pad)
+            out[y : y + cell_h, x : x + cell_w] = enlarge(img, scale)
+    if titles:
+        pil = Image.fromarray(out)
+        draw = ImageDraw.Draw(pil)
+        for j, t in enumerate(titles[:n_cols]):
+            draw.text((pad + j * (cell_w + pad) + 2, 1), t[: max(1, cell_w // 6)], fill=(0, 0, 0))
+        out = np.asarray(pil)
+    return out
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Save a uint8 image as PNG through a temporary file, so a reader never sees a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

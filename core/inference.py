@@ -1,0 +1,166 @@
+"""Trained colorizers, loaded from run directories or checkpoint files, and colorization of pictures of any size."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.checkpoint import CheckpointError, generator_state, load_checkpoint
+from core.colour import lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
+from core.networks import UNet
+from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, list_runs
+
+SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
+COLORIZER_METHODS = ("unet", "dcgan", "nogan")
+
+
+@dataclass
+class Colorizer:
+    """A generator that predicts model-space a,b from model-space L, with where it came from."""
+
+    name: str
+    method: str
+    net: torch.nn.Module
+    path: str
+    info: dict = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")
+
+    @torch.no_grad()
+    def predict(self, L: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Model-space ab (N, 2, H, W) for model-space L (N, 1, H, W); H and W multiples of 16."""
+        outs = [self.net(L[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(L), batch_size)]
+        return torch.cat(outs) if outs else torch.zeros(0, 2, *L.shape[2:])
+
+    def colorize(self, image: np.ndarray | Image.Image, net_size: int | None = 256) -> np.ndarray:
+        """Colorize one picture (colour or gray, any size): see :func:`colorize_picture`."""
+        return colorize_picture(self, image, net_size)
+
+
+def _card(path: Path) -> dict:
+    card = path.with_suffix(".json")
+    if card.is_file():
+        try:
+            return json.loads(card.read_text())
+        except json.JSONDecodeError:
+            return {}
+    return {}
+
+
+def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> Colorizer:
+    """A colorizer from a run directory (its best.pt, else last.pt) or a checkpoint file of either format."""
+    path = Path(spec)
+    if path.is_dir():
+        run = RunDir(path)
+        path = run.best if run.best.is_file() else run.last
+        if not path.is_file():
+            raise CheckpointError(f"run {spec} has no checkpoint yet (no best.pt or last.pt)")
+        default_name = run.id
+    else:
+        default_name = path.stem
+    payload = load_checkpoint(path)
+    method = payload.get("method")
+    if method not in COLORIZER_METHODS:
+        raise CheckpointError(f"{path} holds a {method!r} model, not a colorizer ({', '.join(COLORIZER_METHODS)})")
+    width = int(payload["config"]["width"])
+    net = UNet(width=width)
+    try:
+        net.load_state_dict(generator_state(payload))
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit a width-{width} U-Net ({str(e)[:160]})") from e
+    dev = torch.device(device)
+    net = net.to(dev).eval()
+    info = {"config": payload["config"], "metrics": payload.get("metrics", {}), "step": payload.get("step"),
+            "epoch": payload.get("epoch"), "phase": payload.get("phase"), "card": _card(path)}
+    return Colorizer(name or default_name, method, net, str(path), info, dev)
+
+
+@dataclass
+class ModelEntry:
+    """A model the dashboard can offer: shipped file or completed run."""
+
+    name: str
+    method: str
+    path: str
+    kind: str  # shipped | run
+    card: dict
+
+
+def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+                     ) -> list[ModelEntry]:
+    """Shipped colorizer checkpoints (``checkpoints/*.pt`` with a card) and completed colorizer runs."""
+    out: list[ModelEntry] = []
+    shipped = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_DIR
+    for path in sorted(shipped.glob("*.pt")) if shipped.is_dir() else []:
+        card = _card(path)
+        method = card.get("method") or next((m for m in COLORIZER_METHODS if m in path.stem), None)
+        if method in COLORIZER_METHODS:
+            out.append(ModelEntry(path.stem, method, str(path), "shipped", card))
+    for run in list_runs(runs_dir or default_runs_dir()):
+        status = run.status()
+        try:
+            method = json.loads(run.config.read_text()).get("model")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if status.get("state") == "completed" and method in COLORIZER_METHODS and run.best.is_file():
+            out.append(ModelEntry(f"run:{run.id}", method, str(run.path), "run", {"status": status}))
+    return out
+
+
+def _to_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    """Any PIL image or array (gray, RGBA, palette, 16-bit) -> uint8 (H, W, 3)."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr * 255.0 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        return np.ascontiguousarray(arr[..., :3])
+    img = image
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr / max(1.0, float(arr.max())) * 255.0
+        img = Image.fromarray(arr.astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"))
+
+
+def network_size(height: int, width: int, net_size: int | None) -> tuple[int, int]:
+    """The multiple-of-16 size the network sees: longer side ``net_size`` (None: the picture's own size)."""
+    if net_size is None:
+        h, w = height, width
+    else:
+        scale = net_size / max(height, width)
+        h, w = height * scale, width * scale
+    return max(16, int(round(h / 16)) * 16), max(16, int(round(w / 16)) * 16)
+
+
+@torch.no_grad()
+def colorize_picture(colorizer: Colorizer, image: np.ndarray | Image.Image, net_size: int | None = 256,
+                     ) -> np.ndarray:
+    """Colorize a picture of any size: the network runs on L resized to a multiple of 16, the predicted a,b
+    are upsampled (bilinear) and joined with the full-resolution L of the original. Returns uint8 (H, W, 3)."""
+    rgb = _to_rgb_array(image)
+    h, w = rgb.shape[:2]
+    lab_full = rgb_to_lab(rgb)  # (H, W, 3)
+    nh, nw = network_size(h, w, net_size)
+    small = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC))
+    L_small, _ = uint8_to_model(small[None])
+    ab = colorizer.predict(L_small)  # (1, 2, nh, nw) in model space
+    ab_full = torch.nn.functional.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+    lab = torch.cat((torch.from_numpy(lab_full[..., :1]).permute(2, 0, 1)[None], ab_full * 110.0), dim=1)
+    return rgb_to_uint8(lab_to_rgb(lab))[0]
+
+
+def gray_picture(image: np.ndarray | Image.Image) -> np.ndarray:
+    """The picture's L channel shown as gray RGB: what a colorizer starts from."""
+    lab = rgb_to_lab(_to_rgb_array(image))
+    lab[..., 1:] = 0.0
+    return (np.clip(lab_to_rgb(lab), 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,207 @@
+"""Colorization quality metrics, computed in batches with torch.
+
+Every prediction is judged as a picture: the image is rebuilt from the true L and the predicted a,b, turned
+into sRGB and clipped to [0, 1] (:func:`core.colour.model_to_rgb`), exactly as the truth is. Metrics:
+
+``psnr``               mean per-image PSNR of RGB in [0, 1], each capped at ``PSNR_CAP`` dB (a perfect image
+                       would otherwise give infinity and make the mean meaningless)
+``ssim``               mean per-image SSIM of RGB, as ``skimage.metrics.structural_similarity(channel_axis=-1,
+                       data_range=1)`` computes it (7x7 uniform window, K1 0.01, K2 0.03, sample covariance,
+                       mean over the window-valid area, then over the channels)
+``mae_rgb``            mean absolute error of RGB on the 0..255 scale
+``auc_ab``             area under the cumulative curve of the per-pixel a,b error (Euclidean, Lab units):
+                       mean over thresholds t = 0, 1, ..., 150 of the share of pixels with error <= t, x 100
+``acc_ab_2/5/10``      percentage of pixels with a,b error <= 2, 5, 10
+``colorfulness``       Hasler & Suesstrunk (2003) colourfulness of the predictions (0..255 RGB),
+``colorfulness_gt``    the same of the ground truth,
+``colorfulness_ratio`` colorfulness / colorfulness_gt over the set (below 1: washed-out colour)
+
+Set-level figures are image-weighted means of per-image figures (:func:`aggregate`). For a set of equally
+sized images (CIFAR) the pixel-based ones (``auc_ab``, ``acc_ab_*``, ``mae_rgb``) equal their pixel-level
+values; for uploaded pictures of different sizes every picture counts once, whatever its size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from core.colour import AB_SCALE, model_to_rgb
+
+METRICS = (
+    "psnr", "ssim", "mae_rgb", "auc_ab", "acc_ab_2", "acc_ab_5", "acc_ab_10",
+    "colorfulness", "colorfulness_gt", "colorfulness_ratio",
+)
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "psnr": True, "ssim": True, "mae_rgb": False, "auc_ab": True, "acc_ab_2": True, "acc_ab_5": True,
+    "acc_ab_10": True, "colorfulness": True, "colorfulness_gt": True, "colorfulness_ratio": True,
+}
+# Metrics ranked by closeness to a target rather than by direction (over-saturation is no better than
+# washed-out colour when tables mark the best model). ``colorfulness_gt`` describes the images, not a model.
+RANK_TARGET: dict[str, float] = {"colorfulness_ratio": 1.0}
+NOT_RANKED = ("colorfulness_gt",)
+
+PSNR_CAP = 100.0  # dB; the PSNR of a perfect (or near-perfect, MSE <= 1e-10) image
+AUC_MAX_THRESHOLD = 150  # thresholds 0..150 in Lab units
+ACC_THRESHOLDS = (2, 5, 10)
+# a,b errors are compared with thresholds up to this many Lab units over, so that float32 rounding of
+# model-scale values (ab / 110) never moves an error of exactly t above t.
+AB_TOLERANCE = 1e-3
+SSIM_WINDOW = 7
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+CHUNK_PIXELS = 1 << 21  # images per chunk x H x W; bounds memory to a few hundred MB
+
+
+def _box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Sum over every k x k window fully inside the image (valid part only): (..., H, W) -> (..., H-k+1, W-k+1).
+
+    Shifted-slice sums are separable and, for small windows on small images, much faster on a CPU than
+    ``avg_pool2d`` or cumulative sums.
+    """
+    h, w = x.shape[-2:]
+    rows = x[..., 0 : h - k + 1, :].clone()
+    for i in range(1, k):
+        rows += x[..., i : h - k + 1 + i, :]
+    out = rows[..., 0 : w - k + 1].clone()
+    for j in range(1, k):
+        out += rows[..., j : w - k + 1 + j]
+    return out
+
+
+def ssim_batch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image SSIM of (N, C, H, W) images, as skimage's ``structural_similarity(channel_axis=...)``.
+
+    skimage filters with a 7x7 uniform filter, then ignores a 3-pixel border: what remains is exactly the
+    set of windows fully inside the image, so a valid-only box sum reproduces it. Each image and channel is
+    centred on its mean first (SSIM's variances do not change, the means are added back), which keeps the
+    float32 moment sums as accurate as skimage's float64 ones. Images smaller than 7x7 give NaN (skimage
+    refuses them).
+    """
+    n, c, h, w = x.shape
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        return torch.full((n,), float("nan"), dtype=torch.float64)
+    x64, y64 = x.double(), y.double()
+    mx = x64.mean(dim=(2, 3), keepdim=True)
+    my = y64.mean(dim=(2, 3), keepdim=True)
+    xc = (x64 - mx).float()
+    yc = (y64 - my).float()
+    np_ = SSIM_WINDOW * SSIM_WINDOW
+    stacked = torch.cat((xc, yc, xc * xc, yc * yc, xc * yc), dim=1)
+    sums = _box_sum(stacked, SSIM_WINDOW).double() / np_
+    ux_c, uy_c, uxx, uyy, uxy = sums.split(c, dim=1)
+    cov_norm = np_ / (np_ - 1)
+    vx = cov_norm * (uxx - ux_c * ux_c)
+    vy = cov_norm * (uyy - uy_c * uy_c)
+    vxy = cov_norm * (uxy - ux_c * uy_c)
+    ux, uy = ux_c + mx, uy_c + my
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean(dim=(2, 3)).mean(dim=1)
+
+
+def colorfulness_batch(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness of (N, 3, H, W) sRGB in [0, 1], on the 0..255 scale."""
+    rgb = rgb.double() * 255.0
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    rg = (r - g).flatten(1)
+    yb = (0.5 * (r + g) - b).flatten(1)
+    std = (rg.var(dim=1, correction=0) + yb.var(dim=1, correction=0)).sqrt()
+    mean = (rg.mean(dim=1).square() + yb.mean(dim=1).square()).sqrt()
+    return std + 0.3 * mean
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """num / den, with 1 where both are zero (gray for gray) and NaN where only den is."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    safe = np.where(den > eps, den, 1.0)
+    return np.where(den > eps, num / safe, np.where(num <= eps, 1.0, np.nan))
+
+
+@torch.no_grad()
+def _chunk_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, ssim: bool) -> dict[str, torch.Tensor]:
+    pred = model_to_rgb(L, ab_pred)
+    true = model_to_rgb(L, ab_true)
+    diff = pred - true
+    mse = diff.double().square().mean(dim=(1, 2, 3))
+    out = {
+        "psnr": (-10.0 * torch.log10(mse.clamp_min(10.0 ** (-PSNR_CAP / 10.0)))).clamp_max(PSNR_CAP),
+        "ssim": ssim_batch(pred, true) if ssim else torch.full((len(L),), float("nan"), dtype=torch.float64),
+        "mae_rgb": diff.abs().double().mean(dim=(1, 2, 3)) * 255.0,
+    }
+    err = (ab_pred.float() - ab_true.float()).mul_(AB_SCALE).square_().sum(dim=1).sqrt_()  # (N, H, W), Lab units
+    # share of thresholds t = 0..150 that a pixel meets = (151 - ceil(err)) / 151 for err <= 150, else 0
+    steps = torch.ceil(err - AB_TOLERANCE).clamp_(0.0, AUC_MAX_THRESHOLD + 1.0)
+    n_t = AUC_MAX_THRESHOLD + 1
+    out["auc_ab"] = ((n_t - steps).double().mean(dim=(1, 2)) / n_t) * 100.0
+    for t in ACC_THRESHOLDS:
+        out[f"acc_ab_{t}"] = (err <= t + AB_TOLERANCE).double().mean(dim=(1, 2)) * 100.0
+    out["colorfulness"] = colorfulness_batch(pred)
+    out["colorfulness_gt"] = colorfulness_batch(true)
+    return out
+
+
+def per_image_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, ssim: bool = True) -> dict[str, np.ndarray]:
+    """Per-image metrics of model-space tensors L (N, 1, H, W), predicted and true ab (N, 2, H, W).
+
+    Returns float64 arrays of length N for every name in ``METRICS``; ``colorfulness_ratio`` is the
+    per-image ratio (1 for gray against gray, NaN for colour against gray), while :func:`aggregate` uses
+    the ratio of the means. ``ssim=False`` skips SSIM (the slowest metric) and fills it with NaN.
+    Works in chunks of about ``CHUNK_PIXELS`` pixels to bound memory.
+    """
+    if L.ndim != 4 or L.shape[1] != 1 or ab_pred.shape != ab_true.shape or ab_pred.shape[1] != 2 \
+            or ab_pred.shape[0] != L.shape[0] or ab_pred.shape[2:] != L.shape[2:]:
+        raise ValueError(f"expected L (N,1,H,W) and ab (N,2,H,W) of one size, got {tuple(L.shape)}, "
+                         f"{tuple(ab_pred.shape)}, {tuple(ab_true.shape)}")
+    n, _, h, w = L.shape
+    step = max(1, CHUNK_PIXELS // max(1, h * w))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, n, step):
+        sl = slice(start, start + step)
+        chunk = _chunk_metrics(L[sl].cpu(), ab_pred[sl].cpu(), ab_true[sl].cpu(), ssim)
+        for k, v in chunk.items():
+            parts.setdefault(k, []).append(v)
+    names = [m for m in METRICS if m != "colorfulness_ratio"]
+    out = {k: (torch.cat(parts[k]).numpy().astype(np.float64) if parts else np.zeros(0)) for k in names}
+    out["colorfulness_ratio"] = _ratio(out["colorfulness"], out["colorfulness_gt"])
+    return {k: out[k] for k in METRICS}
+
+
+def aggregate(per_image: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> dict[str, float]:
+    """Set-level metrics from per-image ones (a dict of arrays or a DataFrame), over ``mask`` if given.
+
+    Every metric is the image-weighted mean of its per-image values (NaNs, e.g. skipped SSIM, ignored),
+    except ``colorfulness_ratio`` = mean colorfulness / mean colorfulness_gt. An empty set gives NaN.
+    """
+    out: dict[str, float] = {}
+    for k in METRICS:
+        if k == "colorfulness_ratio":
+            continue
+        v = np.asarray(per_image[k], dtype=np.float64)
+        if mask is not None:
+            v = v[np.asarray(mask)]
+        v = v[~np.isnan(v)]
+        out[k] = float(v.mean()) if len(v) else float("nan")
+    cf, gt = out["colorfulness"], out["colorfulness_gt"]
+    out["colorfulness_ratio"] = float("nan") if math.isnan(cf) or math.isnan(gt) else float(_ratio(cf, gt))
+    return {k: out[k] for k in METRICS}
+
+
+def compute_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor, ssim: bool = True) -> dict[str, float]:
+    """Set-level metrics of model-space tensors: ``aggregate(per_image_metrics(...))``."""
+    return aggregate(per_image_metrics(L, ab_pred, ab_true, ssim=ssim))
+
+
+def validation_score(metrics: Mapping[str, float]) -> float:
+    """``auc_ab * min(1, colorfulness_ratio)``: the figure training maximises to choose ``best.pt``.
+
+    It rewards accurate colour and penalises washed-out colour (ratio below 1), never over-saturation: a
+    ratio above 1 counts as 1. An undefined ratio (colourless ground truth) counts as 1.
+    """
+    ratio = float(metrics["colorfulness_ratio"])
+    factor = 1.0 if math.isnan(ratio) else min(1.0, ratio)
+    return float(metrics["auc_ab"]) * factor

@@ -1,0 +1,602 @@
+"""Image datasets from CIFAR-10, the bundled sample, an image folder or an archive of one.
+
+Every source becomes a :class:`Dataset` of uint8 images (N x S x S x 3) with integer labels, in
+parts ``train`` and/or ``test``. Decoded data is cached on disk as one uncompressed ``.npz`` per
+source, keyed by the source's path, size and modification state, so a second load is a file read.
+
+Source strings (see :func:`resolve_source`):
+
+* ``"cifar10"``: the official python batches, read by ``torchvision.datasets.CIFAR10`` from
+  ``$COLORIZE_CIFAR10_ROOT`` or ``<cache root>/cifar10`` (files in ``cifar-10-batches-py/``).
+* ``"sample"``: the bundled 1,000 + 1,000 image CIFAR-10 sample (``core/assets``).
+* ``"default"``: ``$COLORIZE_DATA`` when set, else ``"sample"``.
+* a path to a folder, ``.tar``, ``.tar.gz``/``.tgz`` or ``.zip``: ``train/<class>/*`` and
+  ``test/<class>/*`` when present, else one ``train`` part of ``<class>/*`` folders or loose images.
+
+Decoding rules for folders and archives: files are decoded by content (PIL), never by extension;
+files that PIL cannot decode count in ``Dataset.n_skipped``. Hidden files and ``__MACOSX`` are
+ignored, as is a chain of single wrapper folders at the top (``data/train/...`` reads as
+``train/...``). Images that are not ``size`` x ``size`` are centre-cropped to a square and resized
+(LANCZOS when shrinking, BICUBIC when growing). Grayscale, palette, CMYK and other modes are
+converted to RGB; 16-bit images are scaled to 8 bits; transparency is composited on white. In a
+train/test layout only files under ``train/`` and ``test/`` are read. Images not inside a class
+folder get label -1.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tarfile
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+__all__ = [
+    "DataSourceError", "Part", "Dataset", "load_dataset", "cache_key", "default_cache_dir",
+    "sample_path", "resolve_source",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+PART_NAMES = ("train", "test")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                 "test_batch", "batches.meta")
+CHUNK = 1024  # images per decode task
+POOL_MIN_CHUNKS = 4  # decode in worker processes only for sources larger than this many chunks
+GZIP_IN_MEMORY_MAX = 256 << 20  # gzip archives up to this size are inflated in memory (fast member access)
+
+
+class DataSourceError(Exception):
+    """Bad or unavailable source; message is one clear line saying what was wrong and what to do."""
+
+
+@dataclass
+class Part:
+    """One part of a dataset: images (uint8, N x S x S x 3, C-contiguous) and int64 labels (-1: no class)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class Dataset:
+    """Decoded images of one source, by part (``train`` and/or ``test``), with the class names."""
+
+    name: str
+    source: str
+    class_names: list[str]
+    parts: dict[str, Part] = field(default_factory=dict)
+    n_skipped: int = 0
+
+    def part(self, name: str) -> Part:
+        """The part called ``name``; raises DataSourceError naming the parts this source has."""
+        if name not in self.parts:
+            raise DataSourceError(f"source {self.source!r} has no part {name!r}; available: {', '.join(self.parts)}")
+        return self.parts[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Source strings and cache locations
+
+
+def default_cache_dir() -> Path:
+    """Cache root: ``$COLORIZE_CACHE_DIR``, else ``<project root>/.cache``."""
+    env = os.environ.get("COLORIZE_CACHE_DIR")
+    return Path(env).expanduser() if env else PROJECT_ROOT / ".cache"
+
+
+def sample_path() -> Path:
+    """Path of the bundled CIFAR-10 sample archive (1,000 train + 1,000 test JPEGs)."""
+    return Path(__file__).resolve().parent / "assets" / "cifar10-sample.tar.gz"
+
+
+def resolve_source(source: str) -> str:
+    """Normalise a source string to ``"cifar10"``, ``"sample"`` or an absolute path.
+
+    ``"default"`` (or an empty string) means ``$COLORIZE_DATA`` when set, else ``"sample"``. A folder
+    literally named ``sample`` or ``cifar10`` is reached with a path such as ``./sample``.
+    """
+    text = str(source).strip()
+    if text.lower() in ("", "default"):
+        text = os.environ.get("COLORIZE_DATA", "").strip() or "sample"
+    if text.lower() in ("cifar10", "cifar-10"):
+        return "cifar10"
+    if text.lower() == "sample":
+        return "sample"
+    return str(Path(text).expanduser().resolve())
+
+
+def _cifar10_root(cache_dir: str | Path | None) -> Path:
+    env = os.environ.get("COLORIZE_CIFAR10_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path(cache_dir) if cache_dir else default_cache_dir()).expanduser().resolve() / "cifar10"
+
+
+def _stat_line(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path.name}:-"
+    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _archive_stem(path: Path) -> str:
+    name = path.name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _source_name(resolved: str) -> str:
+    return resolved if resolved in ("cifar10", "sample") else _archive_stem(Path(resolved))
+
+
+def _state(resolved: str, cache_dir: str | Path | None,
+           listing: list[tuple[str, int, int]] | None = None) -> tuple[str, str]:
+    """(where the source lives, text that changes whenever its content may have changed)."""
+    if resolved == "cifar10":
+        folder = _cifar10_root(cache_dir) / "cifar-10-batches-py"
+        return f"cifar10|{folder}", ",".join(_stat_line(folder / f) for f in CIFAR10_FILES)
+    path = sample_path() if resolved == "sample" else Path(resolved)
+    if path.is_dir():
+        rows = listing if listing is not None else _list_folder(path)
+        return f"folder|{path}", "\n".join(f"{r}:{s}:{m}" for r, s, m in rows)
+    return f"file|{path}", _stat_line(path)
+
+
+def cache_key(source: str, size: int, *, cache_dir: str | Path | None = None) -> str:
+    """Content key of a source at an image size: name, size and hashes of its location and its files' sizes + mtimes.
+
+    Used as the cache file name; it changes when the file (or any file of a folder) changes.
+    ``cache_dir`` matters only for ``"cifar10"`` without ``$COLORIZE_CIFAR10_ROOT`` (it locates the files).
+    """
+    resolved = resolve_source(source)
+    return _cache_key(resolved, size, _state(resolved, cache_dir))
+
+
+def _cache_key(resolved: str, size: int, state: tuple[str, str]) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", _source_name(resolved))[:48] or "data"
+    where = hashlib.sha1(state[0].encode()).hexdigest()[:8]
+    what = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{state[0]}|{state[1]}".encode()).hexdigest()[:16]
+    return f"{slug}-{size}-{where}-{what}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache files
+
+
+def _cache_path(cache_dir: str | Path | None, key: str) -> Path:
+    return (Path(cache_dir) if cache_dir else default_cache_dir()).expanduser() / "datasets" / f"{key}.npz"
+
+
+def _read_cache(path: Path, name: str, source: str) -> Dataset | None:
+    """The cached dataset, or None when there is no usable cache file."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            parts = {p: Part(np.ascontiguousarray(z[f"{p}_images"]), z[f"{p}_labels"].astype(np.int64, copy=False))
+                     for p in meta["parts"]}
+    except Exception:  # a foreign or damaged file is treated as absent and rewritten
+        return None
+    return Dataset(name=name, source=source, class_names=list(meta["class_names"]), parts=parts,
+                   n_skipped=int(meta["n_skipped"]))
+
+
+def _write_cache(path: Path, ds: Dataset) -> None:
+    """Write the cache atomically (temporary file, then rename); old keys of the same source are removed."""
+    meta = {"parts": list(ds.parts), "class_names": ds.class_names, "n_skipped": ds.n_skipped}
+    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+    for p, part in ds.parts.items():
+        arrays[f"{p}_images"] = part.images
+        arrays[f"{p}_labels"] = part.labels
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        tmp = None
+        stale_prefix = path.stem.rsplit("-", 1)[0] + "-"
+        for old in path.parent.glob(f"{stale_prefix}*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as e:  # a read-only or full disk costs speed, not the load
+        warnings.warn(f"could not write dataset cache {path}: {e}", stacklevel=3)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding one image
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB: 16/32-bit scaled to 8 bits, transparency composited on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(im)
+        if mode.startswith("I;16") or (mode == "I" and a.max(initial=0) > 255):
+            a = np.clip(a.astype(np.float32) / 257.0, 0, 255)  # 16-bit range to 8-bit
+        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return Image.fromarray(a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2), "RGB")
+    if (mode == "P" and "transparency" in im.info) or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _fit(im: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize to size x size (LANCZOS shrinking, BICUBIC growing)."""
+    w, h = im.size
+    if (w, h) == (size, size):
+        return im
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    resample = Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
+    return im.resize((size, size), resample, box=(left, top, left + side, top + side), reducing_gap=3.0)
+
+
+def _decode_image(data: bytes | str, size: int) -> np.ndarray | None:
+    """Decode one encoded image (bytes, or a file path) to uint8 (size, size, 3); None if it is not one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+                if im.size != (size, size) and im.format == "JPEG":
+                    im.draft("RGB", (size, size))  # DCT-domain downscale, still >= size on both sides
+                im.load()
+                if "exif" in im.info:
+                    im = ImageOps.exif_transpose(im)
+                out = np.asarray(_fit(_to_rgb(im), size))
+        if out.shape != (size, size, 3) or out.dtype != np.uint8:
+            return None
+        return out
+    except Exception:  # anything PIL cannot decode (not an image, truncated, corrupt, too large) is skipped
+        return None
+
+
+def _decode_chunk(items: list[bytes | str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a list of images; returns (images, ok) where ok marks the ones that decoded."""
+    out = np.zeros((len(items), size, size, 3), np.uint8)
+    ok = np.zeros(len(items), bool)
+    for i, data in enumerate(items):
+        img = _decode_image(data, size)
+        if img is not None:
+            out[i] = img
+            ok[i] = True
+    return out, ok
+
+
+def _n_workers() -> int:
+    env = os.environ.get("COLORIZE_DECODE_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+def _make_pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+
+
+def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress: bool, desc: str,
+                   total: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Decode (name, data) pairs in their given order, in worker processes when there are many.
+
+    Reading continues while workers decode. If the worker pool cannot run, decoding falls back to
+    this process. Returns (names, images, ok).
+    """
+    names: list[str] = []
+    results: list[tuple[np.ndarray, np.ndarray] | Future] = []
+    inputs: list[list[bytes | str]] = []  # kept until decoded so a failed pool can be replaced
+    pool: ProcessPoolExecutor | None = None
+    use_pool = _n_workers() > 1
+    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not progress, leave=False,
+               mininterval=0.5)
+
+    def submit(chunk: list[bytes | str]) -> None:
+        nonlocal pool, use_pool
+        inputs.append(chunk)
+        if use_pool and pool is None and len(inputs) > POOL_MIN_CHUNKS:
+            try:
+                pool = _make_pool(_n_workers())
+            except Exception:  # no worker processes here (sandbox, limits): decode in this process
+                use_pool = False
+        if use_pool and pool is not None:
+            try:
+                fut = pool.submit(_decode_chunk, chunk, size)
+                n = len(chunk)
+                fut.add_done_callback(lambda _f: bar.update(n))
+                results.append(fut)
+                return
+            except Exception:
+                use_pool = False
+        results.append(_decode_chunk(chunk, size))
+        bar.update(len(chunk))
+
+    try:
+        chunk: list[bytes | str] = []
+        for name, data in items:
+            names.append(name)
+            chunk.append(data)
+            if len(chunk) == CHUNK:
+                submit(chunk)
+                chunk = []
+        if chunk:
+            submit(chunk)
+        done: list[tuple[np.ndarray, np.ndarray]] = []
+        for i, r in enumerate(results):
+            if isinstance(r, Future):
+                try:
+                    r = r.result()
+                except Exception:  # a broken worker pool: decode here instead
+                    r = _decode_chunk(inputs[i], size)
+            done.append(r)
+            inputs[i] = []
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    if not done:
+        return names, np.zeros((0, size, size, 3), np.uint8), np.zeros(0, bool)
+    return names, np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading folders and archives
+
+
+def _clean_name(name: str) -> str | None:
+    """Archive or folder member name as a relative posix path; None for hidden / macOS metadata files."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p[0] == "." or p == "__MACOSX" for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _list_folder(root: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of the visible files under root, sorted by path."""
+    rows = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
+        for fn in filenames:
+            if fn.startswith("."):
+                continue
+            full = os.path.join(dirpath, fn)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            rows.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    rows.sort()
+    return rows
+
+
+def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b" and path.stat().st_size <= GZIP_IN_MEMORY_MAX:
+        # Inflating once and slicing members out of the buffer is about twice as fast as tarfile's streams.
+        with gzip.open(path, "rb") as g:
+            raw = g.read()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+            for m in tf:
+                name = _clean_name(m.name) if m.isreg() else None
+                if name is not None:
+                    yield name, (raw[m.offset_data:m.offset_data + m.size] if not m.issparse()
+                                 else tf.extractfile(m).read())
+        return
+    with tarfile.open(path, mode="r|*") as tf:
+        for m in tf:
+            name = _clean_name(m.name) if m.isreg() else None
+            if name is not None:
+                yield name, tf.extractfile(m).read()
+
+
+def _iter_zip(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[tuple[str, bytes]]:
+    for info in infos:
+        name = _clean_name(info.filename)
+        if name is None:
+            continue
+        try:
+            data = zf.read(info)
+        except Exception:  # a damaged or encrypted member is an undecodable file
+            data = b""
+        yield name, data
+
+
+def _read_items(path: Path, size: int, progress: bool, listing: list[tuple[str, int, int]] | None
+                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Decode every visible file of a folder or archive: (names, images, ok)."""
+    desc = f"decoding {path.name}"
+    if path.is_dir():
+        rows = listing if listing is not None else _list_folder(path)
+        return _decode_stream(((r, str(path / r)) for r, _, _ in rows), size, progress, desc, total=len(rows))
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = [i for i in zf.infolist() if not i.is_dir()]
+                return _decode_stream(_iter_zip(zf, infos), size, progress, desc, total=len(infos))
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DataSourceError(f"cannot read zip archive {path}: {e}; check the file or use a folder") from e
+    if tarfile.is_tarfile(path):
+        try:
+            return _decode_stream(_iter_tar(path), size, progress, desc)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataSourceError(f"cannot read tar archive {path}: {e}; check the file or use a folder") from e
+    raise DataSourceError(f"{path} is not a folder or a supported archive (.tar, .tar.gz, .tgz, .zip); "
+                          "give an image folder or an archive of one")
+
+
+def _strip_wrappers(names: list[str]) -> list[str]:
+    """Drop top folders while every name sits in one and the same folder (``data/train/x`` -> ``train/x``)."""
+    split = [n.split("/") for n in names]
+    while split and all(len(s) > 1 for s in split) and len({s[0] for s in split}) == 1 \
+            and split[0][0] not in PART_NAMES:
+        split = [s[1:] for s in split]
+    return ["/".join(s) for s in split]
+
+
+def _organise(names: list[str], images: np.ndarray, ok: np.ndarray) -> tuple[list[str], dict[str, Part]]:
+    """Arrange decoded images into parts and labels from their paths, each part sorted by path."""
+    idx = np.flatnonzero(ok)
+    paths = _strip_wrappers([names[i] for i in idx])
+    tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+    groups: dict[str, list[tuple[str, str, int]]] = {}  # part -> (path within part, class or "", source index)
+    if tops & set(PART_NAMES):
+        for p, i in zip(paths, idx):
+            head, _, rest = p.partition("/")
+            if head in PART_NAMES and rest:
+                groups.setdefault(head, []).append((rest, rest.split("/", 1)[0] if "/" in rest else "", int(i)))
+    else:
+        groups["train"] = [(p, p.split("/", 1)[0] if "/" in p else "", int(i)) for p, i in zip(paths, idx)]
+    class_names = sorted({c for rows in groups.values() for _, c, _ in rows if c})
+    lookup = {c: k for k, c in enumerate(class_names)}
+    parts = {}
+    for part in PART_NAMES:
+        rows = sorted(groups.get(part, []))
+        if rows:
+            order = np.array([i for _, _, i in rows], np.int64)
+            labels = np.array([lookup.get(c, -1) for _, c, _ in rows], np.int64)
+            parts[part] = Part(np.ascontiguousarray(images[order]), labels)
+    return class_names, parts
+
+
+def _load_path(resolved: str, path: Path, name: str, source: str, size: int, progress: bool,
+               listing: list[tuple[str, int, int]] | None) -> Dataset:
+    names, images, ok = _read_items(path, size, progress, listing)
+    n_skipped = int(len(ok) - ok.sum())
+    if not ok.any():
+        what = f"{len(names)} files, none a decodable image" if names else "no files"
+        raise DataSourceError(f"no images in {path} ({what}); give a folder or archive of image files")
+    class_names, parts = _organise(names, images, ok)
+    if not parts:
+        raise DataSourceError(f"no images under train/ or test/ in {path}; put images in train/<class>/ "
+                              "and test/<class>/ folders")
+    return Dataset(name=name, source=source, class_names=class_names, parts=parts, n_skipped=n_skipped)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 python batches
+
+
+def _load_cifar10(source: str, size: int, cache_dir: str | Path | None, download: bool) -> Dataset:
+    """The official CIFAR-10 python batches through torchvision, resized when size is not 32."""
+    from torchvision.datasets import CIFAR10
+
+    root = _cifar10_root(cache_dir)
+    folder = root / CIFAR10.base_folder
+    parts: dict[str, Part] = {}
+    classes: list[str] = []
+    for part in PART_NAMES:
+        try:
+            ds = CIFAR10(str(root), train=part == "train", download=download)
+        except Exception as e:
+            why = "download failed" if download else "files missing or corrupted"
+            raise DataSourceError(
+                f"CIFAR-10 {why} in {folder}: put the official python batches (data_batch_1..5, test_batch, "
+                f"batches.meta) in that folder or set COLORIZE_CIFAR10_ROOT to their parent, or load a folder or "
+                f"archive path instead (e.g. a CIFAR-10 JPEG archive such as cifar10-jpeg.tar.gz) [{e}]"
+            ) from e
+        images = np.ascontiguousarray(ds.data, dtype=np.uint8)
+        if size != images.shape[1]:
+            images = np.stack([np.asarray(_fit(Image.fromarray(x), size)) for x in images])
+        parts[part] = Part(images, np.asarray(ds.targets, dtype=np.int64))
+        classes = list(ds.classes)
+    return Dataset(name="cifar10", source=source, class_names=classes, parts=parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry point
+
+
+def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = None, download: bool = False,
+                 progress: bool = True) -> Dataset:
+    """Load a dataset from a source string (see :func:`resolve_source`), from the disk cache when it is current.
+
+    ``cache_dir`` is the cache root (default :func:`default_cache_dir`); decoded data goes to its
+    ``datasets/`` folder. Returned arrays are ordinary writable numpy arrays.
+    """
+    if not isinstance(size, int) or size < 1:
+        raise DataSourceError(f"image size must be a positive integer, got {size!r}")
+    resolved = resolve_source(source)
+    name = _source_name(resolved)
+    path = sample_path() if resolved == "sample" else None if resolved == "cifar10" else Path(resolved)
+    listing = None
+    if path is not None:
+        if not path.exists():
+            hint = "reinstall the project (the bundled sample is missing)" if resolved == "sample" else \
+                "give an existing image folder or archive, or 'cifar10' / 'sample'"
+            raise DataSourceError(f"data source not found: {path}; {hint}")
+        if path.is_dir():
+            listing = _list_folder(path)
+            if not listing:
+                raise DataSourceError(f"folder {path} is empty; put images in it (train/<class>/..., "
+                                      "<class>/... or loose files)")
+    key = _cache_key(resolved, size, _state(resolved, cache_dir, listing))
+    cache_file = _cache_path(cache_dir, key)
+    cached = _read_cache(cache_file, name, source)
+    if cached is not None:
+        return cached
+    if resolved == "cifar10":
+        ds = _load_cifar10(source, size, cache_dir, download)
+    else:
+        assert path is not None
+        ds = _load_path(resolved, path, name, source, size, progress, listing)
+    _write_cache(cache_file, ds)
+    return ds
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m core.sources SOURCE [SIZE]``: load a source and print its parts and timing."""
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m core.sources SOURCE [SIZE]", file=sys.stderr)
+        return 2
+    t = time.perf_counter()
+    try:
+        ds = load_dataset(args[0], size=int(args[1]) if len(args) > 1 else 32)
+    except DataSourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    parts = ", ".join(f"{k}: {v.images.shape[0]}" for k, v in ds.parts.items())
+    print(f"{ds.name}: {parts}; {len(ds.class_names)} classes; {ds.n_skipped} skipped; "
+          f"{time.perf_counter() - t:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

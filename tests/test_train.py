@@ -1,0 +1,212 @@
+"""The training engine: every method's step, tiny full runs, resume, SIGTERM, the NaN guard, DCGAN losses."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.config import TrainConfig
+from core.methods import METHODS, build_method
+from core.methods.dcgan import discriminator_loss, generator_loss
+from core.runs import RunDir
+from core.train import TrainingError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(model: str, **kw) -> TrainConfig:
+    base = dict(model=model, source="sample", split="hue", epochs=1, limit=256, val_limit=64, width=8,
+                disc_width=8, batch_size=32, log_every=2, n_samples=4, threads=1)
+    return TrainConfig(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clf") / "run"
+    train(tiny("classifier"), out, progress=False)
+    return out / "checkpoints" / "best.pt"
+
+
+def _batch(n: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    from core.colour import uint8_to_model
+    from core.sources import load_dataset
+
+    part = load_dataset("sample", progress=False).parts["train"]
+    images = part.images[seed * n : (seed + 1) * n]
+    L, ab = uint8_to_model(images)
+    rgb = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    return {"L": L, "ab": ab, "rgb": rgb, "label": torch.from_numpy(part.labels[: len(images)]).long()}
+
+
+@pytest.mark.parametrize("model", ["unet", "dcgan", "nogan", "classifier"])
+def test_each_method_lowers_its_loss_on_a_fixed_batch(model, classifier_ckpt):
+    torch.manual_seed(0)
+    cfg = tiny(model, feature_net=str(classifier_ckpt), lr=2e-3 if model != "dcgan" else 1e-3)
+    method = build_method(cfg, torch.device("cpu"))
+    if model == "nogan":
+        method.set_phase("generator")
+    batch = _batch()
+    key = {"unet": "mse", "dcgan": "g_l1", "nogan": "g_loss", "classifier": "ce"}[model]
+    losses = []
+    for _ in range(12):
+        method.set_input(batch)
+        losses.append(method.optimize()[key])
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_dcgan_losses_match_the_formula_by_hand():
+    real = torch.tensor([[2.0, -1.0]])
+    fake = torch.tensor([[0.5, -3.0]])
+    sig = torch.sigmoid
+    d_hand = -(torch.log(sig(real)).mean() + torch.log(1 - sig(fake)).mean())
+    assert torch.allclose(discriminator_loss(real, fake), d_hand, atol=1e-6)
+    d_smooth = -((0.9 * torch.log(sig(real)) + 0.1 * torch.log(1 - sig(real))).mean() + torch.log(1 - sig(fake)).mean())
+    assert torch.allclose(discriminator_loss(real, fake, real_label=0.9), d_smooth, atol=1e-6)
+    fake_ab, true_ab = torch.tensor([0.1, -0.2]), torch.tensor([0.0, 0.2])
+    total, adv, l1 = generator_loss(fake, fake_ab, true_ab, l1_weight=100.0)
+    adv_hand = -torch.log(sig(fake)).mean()
+    assert torch.allclose(adv, adv_hand, atol=1e-6)
+    assert torch.allclose(l1, torch.tensor(0.25)) and torch.allclose(total, adv_hand + 25.0, atol=1e-5)
+
+
+def _check_run_files(out: Path, colorizer: bool = True) -> list[dict]:
+    run = RunDir(out)
+    cfg = json.loads(run.config.read_text())
+    assert cfg["limit"] == 256 and cfg["split"] == "hue"
+    split = json.loads(run.split.read_text())
+    assert split["kind"] == "hue" and len(split["val"]) > 0
+    status = run.status()
+    assert status["state"] == "completed", status
+    for key in ("phase", "epoch", "step", "total_steps", "images_per_s", "eta_s", "message", "pid", "heartbeat"):
+        assert key in status, key
+    assert status["step"] == status["total_steps"]
+    records = run.metrics()
+    assert any(r["type"] == "step" for r in records)
+    vals = [r for r in records if r["type"] == "val"]
+    assert vals
+    if colorizer:
+        assert {"auc_ab", "colorfulness", "colorfulness_ratio", "val_loss", "score"} <= set(vals[-1])
+        assert list(run.samples.glob("*.png"))
+    for name in ("last.pt", "best.pt"):
+        ck = load_checkpoint(run.checkpoints / name)
+        assert ck["config"]["model"] == cfg["model"] and "generator" in ck["state"]["nets"]
+    return records
+
+
+@pytest.mark.parametrize("model", ["unet", "dcgan"])
+def test_tiny_full_run_leaves_every_file(tmp_path, model):
+    out = tmp_path / model
+    final = train(tiny(model), out, progress=False)
+    assert final["state"] == "completed"
+    _check_run_files(out)
+    assert (out / "samples" / "epoch_001.png").is_file()
+
+
+def test_tiny_nogan_run_shows_its_three_phases(tmp_path, classifier_ckpt):
+    out = tmp_path / "nogan"
+    train(tiny("nogan", feature_net=str(classifier_ckpt), critic_epochs=0.5, gan_fraction=0.5, gan_checkpoints=2),
+          out, progress=False)
+    records = _check_run_files(out)
+    assert [p for p in dict.fromkeys(r["phase"] for r in records)] == ["generator", "critic", "gan"]
+    gan_vals = [r for r in records if r["type"] == "val" and r["phase"] == "gan"]
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["phase"] == "gan"
+    assert best["best_score"] == pytest.approx(max(r["score"] for r in gan_vals))
+
+
+def test_nogan_without_feature_net_trains_a_classifier_first(tmp_path, monkeypatch):
+    import core.methods.nogan as nogan
+
+    monkeypatch.setattr(nogan, "SHIPPED_CLASSIFIER", tmp_path / "none.pt")
+    monkeypatch.setattr(nogan.VGGFeatures, "from_local_cache", classmethod(lambda cls, layers=None: None))
+    out = tmp_path / "nogan"
+    final = train(tiny("nogan", critic_epochs=0.25, gan_fraction=0.25), out, progress=False)
+    assert final["state"] == "completed"
+    assert (out / "feature_net" / "checkpoints" / "best.pt").is_file()
+    assert "classifier trained first" in final["note"]
+    assert json.loads((out / "config.json").read_text())["feature_net"].endswith("best.pt")
+
+
+def test_classifier_run_reports_accuracy(classifier_ckpt):
+    ck = load_checkpoint(classifier_ckpt)
+    assert ck["method"] == "classifier" and 0.0 <= ck["metrics"]["accuracy"] <= 100.0
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    cfg = tiny("unet", epochs=2, limit=128)
+    train(cfg, tmp_path / "whole", progress=False)
+    stopped = train(cfg, tmp_path / "parts", progress=False, max_steps=3)
+    assert stopped["state"] == "cancelled" and stopped["step"] == 3
+    final = train(TrainConfig(epochs=2), tmp_path / "parts", resume=True, progress=False)
+    assert final["state"] == "completed" and final["step"] == 8
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["state"]["nets"]["generator"]
+    b = load_checkpoint(tmp_path / "parts" / "checkpoints" / "last.pt")["state"]["nets"]["generator"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    steps = [r["step"] for r in RunDir(tmp_path / "parts").metrics() if r["type"] == "step"]
+    assert steps == sorted(set(steps))  # no duplicated records after the resume
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    train(tiny("unet", limit=64), tmp_path / "r", progress=False)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny("unet", limit=64), tmp_path / "r", progress=False)
+
+
+def test_nan_loss_stops_the_run_as_failed_naming_step_and_loss(tmp_path, monkeypatch):
+    from core.methods.unet import UNetMethod
+
+    calls = {"n": 0}
+    original = UNetMethod.optimize
+
+    def flaky(self):
+        calls["n"] += 1
+        out = original(self)
+        return {"mse": float("nan")} if calls["n"] == 2 else out
+
+    monkeypatch.setattr(UNetMethod, "optimize", flaky)
+    with pytest.raises(TrainingError, match="mse became nan at step 2"):
+        train(tiny("unet"), tmp_path / "nan", progress=False)
+    status = RunDir(tmp_path / "nan").status()
+    assert status["state"] == "failed" and "step 2" in status["message"]
+
+
+def test_sigterm_cancels_cleanly_after_saving(tmp_path):
+    out = tmp_path / "sig"
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "core.train", "--model", "unet", "--source", "sample", "--epochs", "50",
+           "--width", "8", "--batch-size", "16", "--limit", "256", "--val-limit", "32", "--threads", "1",
+           "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = RunDir(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run.status().get("state") == "running" and run.status().get("step", 0) > 0):
+        time.sleep(0.2)
+    assert run.status().get("step", 0) > 0, proc.stdout.read().decode() if proc.poll() is not None else "no progress"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    status = run.status()
+    assert status["state"] == "cancelled" and run.last.is_file()
+    assert load_checkpoint(run.last)["step"] == status["step"]
+
+
+def test_cli_reports_bad_settings_in_one_line(tmp_path):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "core.train", "--model", "unet", "--source", str(tmp_path / "nope"),
+                        "--out", str(tmp_path / "run")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_registry_knows_all_methods():
+    assert {"unet", "dcgan", "nogan", "classifier"} <= set(METHODS)
