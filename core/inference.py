@@ -151,7 +151,7 @@ def colorize_picture(colorizer: Colorizer, image: np.ndarray | Image.Image, net_
     h, w = rgb.shape[:2]
     lab_full = rgb_to_lab(rgb)  # (H, W, 3)
     nh, nw = network_size(h, w, net_size)
-    small = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC))
+    small = np.array(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC))
     L_small, _ = uint8_to_model(small[None])
     ab = colorizer.predict(L_small)  # (1, 2, nh, nw) in model space
     ab_full = torch.nn.functional.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)

@@ -101,17 +101,19 @@ class UNet(nn.Module):
 
     Layout for width w on a 32x32 input (H, W must be multiples of 16):
 
-        encoder[0]  pad(1,2,1,2) conv4x4 s1 -> BN -> LeakyReLU(0.2)   w   x 32x32
-        encoder[1]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)           2w  x 16x16
-        encoder[2]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)           4w  x  8x8
-        encoder[3]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)           8w  x  4x4
-        encoder[4]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)           8w  x  2x2  (bottleneck)
-        decoder[0]  convT4x4 s2 p1 -> BN -> ReLU -> Dropout, cat encoder[3]  16w x 4x4
-        decoder[1]  convT4x4 s2 p1 -> BN -> ReLU -> Dropout, cat encoder[2]   8w x 8x8
-        decoder[2]  convT4x4 s2 p1 -> BN -> ReLU,            cat encoder[1]   4w x 16x16
-        decoder[3]  convT4x4 s2 p1 -> BN -> ReLU,            cat encoder[0]   2w x 32x32
-        head        conv1x1 -> tanh                                    2  x 32x32
+        block       layers                                            output (C x H x W)
+        encoder[0]  pad(1,2,1,2), conv4x4 s1 -> BN -> LeakyReLU(0.2)  w   x 32 x 32
+        encoder[1]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)             2w  x 16 x 16
+        encoder[2]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)             4w  x  8 x  8
+        encoder[3]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)             8w  x  4 x  4
+        encoder[4]  conv4x4 s2 p1 -> BN -> LeakyReLU(0.2)             8w  x  2 x  2 (bottleneck)
+        decoder[0]  convT4x4 s2 p1 -> BN -> ReLU -> Dropout, + enc[3]  16w x  4 x  4
+        decoder[1]  convT4x4 s2 p1 -> BN -> ReLU -> Dropout, + enc[2]  8w  x  8 x  8
+        decoder[2]  convT4x4 s2 p1 -> BN -> ReLU,            + enc[1]  4w  x 16 x 16
+        decoder[3]  convT4x4 s2 p1 -> BN -> ReLU,            + enc[0]  2w  x 32 x 32
+        head        conv1x1 (with bias) -> tanh                        2   x 32 x 32
 
+    ("+ enc[i]" is channel concatenation with that encoder block's output.)
     Each decoder block is pix2pix-ordered: up-conv -> BN -> ReLU (-> dropout),
     then the result is concatenated (up first, skip second) with the mirrored
     encoder activation. Every encoder block, the first included, has BatchNorm.
@@ -230,7 +232,8 @@ class Classifier(nn.Module):
 
     ``features(x, layers)`` returns the activations at the end of the chosen
     stages (indices 0..2, before that stage's pooling) for perceptual losses;
-    call ``freeze(model)`` to use a trained classifier as a fixed feature network.
+    call ``freeze(model)`` to use a trained classifier as a fixed feature network
+    (and call it again if a parent module's ``.train()`` flips it back).
     """
 
     MEAN = (0.4914, 0.4822, 0.4465)
@@ -382,6 +385,7 @@ def conv_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     mode under ``no_grad`` with forward hooks, then restores the training mode,
     so BatchNorm statistics are untouched. Biases, norms and activations are not
     counted; the result is what benchmarks divide by time to report GFLOP/s.
+    Pass the plain module, not a ``torch.compile`` wrapper.
     """
     total = 0
 

@@ -1,8 +1,9 @@
 """Image datasets from CIFAR-10, the bundled sample, an image folder or an archive of one.
 
 Every source becomes a :class:`Dataset` of uint8 images (N x S x S x 3) with integer labels, in
-parts ``train`` and/or ``test``. Decoded data is cached on disk as one uncompressed ``.npz`` per
-source, keyed by the source's path, size and modification state, so a second load is a file read.
+parts ``train`` and/or ``test``. Decoded data is cached on disk as plain ``.npy`` files, one folder
+per source under ``<cache root>/datasets/``, keyed by the source's path, size and modification state
+(:func:`cache_key`), so a second load is a file read.
 
 Source strings (see :func:`resolve_source`):
 
@@ -31,6 +32,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -40,7 +42,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -184,48 +186,60 @@ def _cache_key(resolved: str, size: int, state: tuple[str, str]) -> str:
 
 
 def _cache_path(cache_dir: str | Path | None, key: str) -> Path:
-    return (Path(cache_dir) if cache_dir else default_cache_dir()).expanduser() / "datasets" / f"{key}.npz"
+    """Folder holding one cached dataset: ``meta.json`` and ``<part>_images.npy`` / ``<part>_labels.npy``."""
+    return (Path(cache_dir) if cache_dir else default_cache_dir()).expanduser() / "datasets" / key
 
 
 def _read_cache(path: Path, name: str, source: str) -> Dataset | None:
-    """The cached dataset, or None when there is no usable cache file."""
-    if not path.is_file():
+    """The cached dataset, or None when there is no usable cache (absent, foreign or damaged)."""
+    if not (path / "meta.json").is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            parts = {p: Part(np.ascontiguousarray(z[f"{p}_images"]), z[f"{p}_labels"].astype(np.int64, copy=False))
-                     for p in meta["parts"]}
-    except Exception:  # a foreign or damaged file is treated as absent and rewritten
+        meta = json.loads((path / "meta.json").read_text())
+        parts = {}
+        for p in meta["parts"]:
+            images = np.load(path / f"{p}_images.npy", allow_pickle=False)
+            labels = np.load(path / f"{p}_labels.npy", allow_pickle=False)
+            if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
+                return None
+            parts[p] = Part(images, labels.astype(np.int64, copy=False))
+        return Dataset(name=name, source=source, class_names=list(meta["class_names"]), parts=parts,
+                       n_skipped=int(meta["n_skipped"]))
+    except Exception:  # a damaged cache is rebuilt
         return None
-    return Dataset(name=name, source=source, class_names=list(meta["class_names"]), parts=parts,
-                   n_skipped=int(meta["n_skipped"]))
 
 
 def _write_cache(path: Path, ds: Dataset) -> None:
-    """Write the cache atomically (temporary file, then rename); old keys of the same source are removed."""
+    """Write the cache atomically: fill a temporary folder, then rename it into place.
+
+    Caches of other states of the same source (same name, size and location) are removed.
+    """
     meta = {"parts": list(ds.parts), "class_names": ds.class_names, "n_skipped": ds.n_skipped}
-    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
-    for p, part in ds.parts.items():
-        arrays[f"{p}_images"] = part.images
-        arrays[f"{p}_labels"] = part.labels
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        tmp = None
-        stale_prefix = path.stem.rsplit("-", 1)[0] + "-"
-        for old in path.parent.glob(f"{stale_prefix}*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        for p, part in ds.parts.items():
+            np.save(tmp / f"{p}_images.npy", part.images)
+            np.save(tmp / f"{p}_labels.npy", part.labels)
+        (tmp / "meta.json").write_text(json.dumps(meta))  # written last: its presence marks a complete cache
+        if path.exists():  # a damaged cache of this key, or one another process just finished
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+            tmp = None
+        except OSError:
+            if not (path / "meta.json").is_file():
+                raise
+        stale_prefix = path.name.rsplit("-", 1)[0] + "-"
+        for old in path.parent.glob(f"{stale_prefix}*"):
+            if old != path and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
     except OSError as e:  # a read-only or full disk costs speed, not the load
         warnings.warn(f"could not write dataset cache {path}: {e}", stacklevel=3)
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,25 +271,24 @@ def _fit(im: Image.Image, size: int) -> Image.Image:
         return im
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
+    if (w, h) != (side, side):  # crop first: a resize box would let the filter reach pixels outside it
+        im = im.crop((left, top, left + side, top + side))
     resample = Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
-    return im.resize((size, size), resample, box=(left, top, left + side, top + side), reducing_gap=3.0)
+    return im.resize((size, size), resample, reducing_gap=3.0)
 
 
 def _decode_image(data: bytes | str, size: int) -> np.ndarray | None:
     """Decode one encoded image (bytes, or a file path) to uint8 (size, size, 3); None if it is not one."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-                if im.size != (size, size) and im.format == "JPEG":
-                    im.draft("RGB", (size, size))  # DCT-domain downscale, still >= size on both sides
-                im.load()
-                if "exif" in im.info:
-                    im = ImageOps.exif_transpose(im)
-                out = np.asarray(_fit(_to_rgb(im), size))
-        if out.shape != (size, size, 3) or out.dtype != np.uint8:
-            return None
-        return out
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+            if im.size != (size, size) and im.format == "JPEG":
+                im.draft("RGB", (size, size))  # DCT-domain downscale, still >= size on both sides
+            if "exif" in im.info:
+                im = ImageOps.exif_transpose(im)
+            im = _fit(_to_rgb(im), size)
+            if im.mode != "RGB" or im.size != (size, size):
+                return None
+            return np.frombuffer(im.tobytes(), np.uint8).reshape(size, size, 3)  # cheaper than np.asarray
     except Exception:  # anything PIL cannot decode (not an image, truncated, corrupt, too large) is skipped
         return None
 
@@ -284,17 +297,20 @@ def _decode_chunk(items: list[bytes | str], size: int) -> tuple[np.ndarray, np.n
     """Decode a list of images; returns (images, ok) where ok marks the ones that decoded."""
     out = np.zeros((len(items), size, size, 3), np.uint8)
     ok = np.zeros(len(items), bool)
-    for i, data in enumerate(items):
-        img = _decode_image(data, size)
-        if img is not None:
-            out[i] = img
-            ok[i] = True
+    with warnings.catch_warnings():  # PIL's warnings (EXIF, palette, large images) on user files are noise here
+        warnings.simplefilter("ignore")
+        for i, data in enumerate(items):
+            img = _decode_image(data, size)
+            if img is not None:
+                out[i] = img
+                ok[i] = True
     return out, ok
 
 
 def _n_workers() -> int:
-    env = os.environ.get("COLORIZE_DECODE_WORKERS")
-    if env:
+    """Decode processes: ``$COLORIZE_DECODE_WORKERS`` (1 = this process only), else the usable CPUs, at most 4."""
+    env = os.environ.get("COLORIZE_DECODE_WORKERS", "").strip()
+    if env.isdigit():
         return max(1, int(env))
     try:
         n = len(os.sched_getaffinity(0))
@@ -501,9 +517,6 @@ def _load_path(resolved: str, path: Path, name: str, source: str, size: int, pro
         what = f"{len(names)} files, none a decodable image" if names else "no files"
         raise DataSourceError(f"no images in {path} ({what}); give a folder or archive of image files")
     class_names, parts = _organise(names, images, ok)
-    if not parts:
-        raise DataSourceError(f"no images under train/ or test/ in {path}; put images in train/<class>/ "
-                              "and test/<class>/ folders")
     return Dataset(name=name, source=source, class_names=class_names, parts=parts, n_skipped=n_skipped)
 
 
@@ -565,8 +578,8 @@ def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = Non
                 raise DataSourceError(f"folder {path} is empty; put images in it (train/<class>/..., "
                                       "<class>/... or loose files)")
     key = _cache_key(resolved, size, _state(resolved, cache_dir, listing))
-    cache_file = _cache_path(cache_dir, key)
-    cached = _read_cache(cache_file, name, source)
+    cache_path = _cache_path(cache_dir, key)
+    cached = _read_cache(cache_path, name, source)
     if cached is not None:
         return cached
     if resolved == "cifar10":
@@ -574,7 +587,7 @@ def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = Non
     else:
         assert path is not None
         ds = _load_path(resolved, path, name, source, size, progress, listing)
-    _write_cache(cache_file, ds)
+    _write_cache(cache_path, ds)
     return ds
 
 

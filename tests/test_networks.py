@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -73,6 +74,18 @@ def test_unet_channels_double_and_cap_at_8x_width(width: int) -> None:
     # each decoder block's output matches the encoder activation it is joined to
     decoder_out = [block[0].out_channels for block in model.decoder]
     assert decoder_out == encoder_out[-2::-1]
+
+
+def test_unet_first_conv_pads_like_same() -> None:
+    model = UNet(width=8)
+    pad, conv = model.encoder[0][0], model.encoder[0][1]
+    same = nn.Conv2d(1, 8, 4, 1, padding="same", bias=False)
+    same.weight.data.copy_(conv.weight.data)
+    x = torch.rand(2, 1, 32, 32)
+    with warnings.catch_warnings():  # torch warns that even-kernel "same" pads a copy
+        warnings.simplefilter("ignore")
+        expected = same(x)
+    torch.testing.assert_close(conv(pad(x)), expected)
 
 
 def test_unet_encoder_has_batchnorm_and_leaky_relu() -> None:

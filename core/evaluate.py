@@ -1,0 +1,433 @@
+"""Evaluate colorizers and baselines on a part of a data set, image by image, with per-class and per-hue tables.
+
+``python -m core.evaluate (--run RUN_DIR | --checkpoint FILE | --baseline {gray,mean_ab}) --source SOURCE
+[--part test|val] [--limit N] [--json OUT] [--csv OUT] [--split random|hue] [--seed S] [--batch-size B]
+[--no-ssim]`` prints the metrics and writes them as JSON (``--json``) and the per-image table as CSV (``--csv``).
+
+``python -m core.evaluate --leaderboard SPEC... --source SOURCE [...]`` evaluates several models (run
+directories, checkpoint files or ``baseline:NAME``) and both baselines on the same images and prints one
+table sorted by ``auc_ab``, the best figure of each column marked with ``*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.baselines import BASELINES, make_baseline
+from core.colour import uint8_to_model
+from core.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    NOT_RANKED,
+    RANK_TARGET,
+    aggregate,
+    per_image_metrics,
+    validation_score,
+)
+
+PARTS = ("test", "val")
+HUE_BINS = 12
+BASELINE_PREFIX = "baseline:"
+
+
+class Predictor(Protocol):
+    """What :func:`evaluate` needs of a model: a name and model-space L -> ab prediction."""
+
+    name: str
+
+    def predict(self, L: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one model on one part of a data set, overall, per image, per class and per hue bin."""
+
+    model: str
+    method: str
+    source: str
+    part: str
+    metrics: dict[str, float]
+    per_image: pd.DataFrame
+    per_class: pd.DataFrame
+    per_hue_bin: pd.DataFrame
+    predictions: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    @property
+    def n_images(self) -> int:
+        return len(self.per_image)
+
+    @property
+    def score(self) -> float:
+        """:func:`core.metrics.validation_score` of the overall metrics."""
+        return validation_score(self.metrics)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict: metrics at the top level, tables as lists of records; NaN becomes null."""
+        out: dict[str, Any] = {"model": self.model, "method": self.method, "source": self.source,
+                               "part": self.part, "n_images": self.n_images}
+        out |= self.metrics
+        out["score"] = self.score
+        out["per_class"] = self.per_class.to_dict(orient="records")
+        out["per_hue_bin"] = self.per_hue_bin.to_dict(orient="records")
+        out["timing"] = self.timing
+        out["info"] = self.info
+        return _jsonable(out)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python values for ``json.dumps``: numpy scalars unwrapped, NaN and infinity as None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return str(obj)
+
+
+def _group_table(per_image: pd.DataFrame, key: str) -> list[dict[str, float]]:
+    """Aggregated metrics of each group of ``per_image`` rows sharing ``key`` (in sorted key order)."""
+    rows = []
+    for value, group in per_image.groupby(key, sort=True):
+        m = aggregate({k: group[k].to_numpy() for k in METRICS})
+        rows.append({key: value, "n_images": len(group)} | m | {"score": validation_score(m)})
+    return rows
+
+
+def per_class_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per class present: label, class name, image count, metrics and score."""
+    rows = _group_table(per_image, "label")
+    names = per_image.groupby("label")["class_name"].first().to_dict()
+    for r in rows:
+        r["class_name"] = names.get(r["label"], "")
+    cols = ["label", "class_name", "n_images", *METRICS, "score"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def per_hue_table(per_image: pd.DataFrame, bins: int = HUE_BINS) -> pd.DataFrame:
+    """One row per hue bin of [0, 1) (all ``bins`` of them; an empty bin has count 0 and NaN metrics)."""
+    found = {r["hue_bin"]: r for r in _group_table(per_image, "hue_bin")}
+    rows = []
+    for b in range(bins):
+        r = found.get(b) or {"hue_bin": b, "n_images": 0} | {k: float("nan") for k in (*METRICS, "score")}
+        rows.append(r | {"hue_lo": b / bins, "hue_hi": (b + 1) / bins})
+    cols = ["hue_bin", "hue_lo", "hue_hi", "n_images", *METRICS, "score"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def hue_bin(hues: np.ndarray, bins: int = HUE_BINS) -> np.ndarray:
+    """Bin index 0..bins-1 of hues in [0, 1)."""
+    return np.clip(np.floor(np.asarray(hues, dtype=np.float64) * bins), 0, bins - 1).astype(np.int64)
+
+
+def _source_indices(prepared: Any, part: str, n: int) -> np.ndarray:
+    """Indices of the part's images in the data set's own train/test part (``-1`` when unknown)."""
+    idx = getattr(getattr(prepared, "split", None), part, None)
+    if idx is None or len(idx) < n:
+        return np.full(n, -1, dtype=np.int64)
+    return np.asarray(idx[:n], dtype=np.int64)
+
+
+@torch.no_grad()
+def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | None = None,
+             batch_size: int = 512, ssim: bool = True, progress: bool = False,
+             keep_predictions: bool = False) -> EvalResult:
+    """Evaluate a colorizer or baseline on the first ``limit`` images (all when None) of ``part`` of ``prepared``.
+
+    Images go through in batches of ``batch_size``: convert to model space, predict, score; only the
+    per-image figures (and, with ``keep_predictions``, the predicted ab) are kept.
+    """
+    if part not in PARTS and part != "train":
+        raise ValueError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    t_start = time.perf_counter()
+    images = prepared.images(part)
+    labels = np.asarray(prepared.labels(part))
+    hues = np.asarray(prepared.subset_hues(part))
+    n = len(images) if limit is None else min(limit, len(images))
+    if n == 0:
+        raise ValueError(f"part {part!r} of {prepared.dataset.source!r} has no images to evaluate")
+    images, labels, hues = images[:n], labels[:n], hues[:n]
+
+    t_convert = t_forward = t_metrics = 0.0
+    chunks: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
+    kept: list[torch.Tensor] = []
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"evaluating {model.name}", unit="batch", file=sys.stderr)
+    for start in starts:
+        t0 = time.perf_counter()
+        L, ab_true = uint8_to_model(images[start : start + batch_size])
+        t1 = time.perf_counter()
+        ab_pred = model.predict(L).detach().float().cpu()
+        if ab_pred.shape != ab_true.shape:
+            raise ValueError(f"{model.name} predicted shape {tuple(ab_pred.shape)}, expected {tuple(ab_true.shape)}")
+        t2 = time.perf_counter()
+        m = per_image_metrics(L, ab_pred, ab_true, ssim=ssim)
+        t3 = time.perf_counter()
+        for k in METRICS:
+            chunks[k].append(m[k])
+        if keep_predictions:
+            kept.append(ab_pred)
+        t_convert, t_forward, t_metrics = t_convert + t1 - t0, t_forward + t2 - t1, t_metrics + t3 - t2
+
+    names = list(getattr(prepared.dataset, "class_names", []) or [])
+    class_name = [names[lab] if 0 <= lab < len(names) else "" for lab in labels.tolist()]
+    per_image = pd.DataFrame({
+        "source_index": _source_indices(prepared, part, n),
+        "label": labels.astype(np.int64),
+        "class_name": class_name,
+        "hue": hues.astype(np.float64),
+        "hue_bin": hue_bin(hues),
+    } | {k: np.concatenate(chunks[k]) for k in METRICS}, index=pd.RangeIndex(n, name="index"))
+    total = time.perf_counter() - t_start
+    timing = {"convert_s": t_convert, "forward_s": t_forward, "metrics_s": t_metrics, "total_s": total,
+              "images_per_s": n / total if total > 0 else float("nan")}
+    info = dict(getattr(model, "info", {}) or {})
+    if getattr(model, "path", None):
+        info["path"] = str(model.path)
+    return EvalResult(
+        model=model.name, method=str(getattr(model, "method", "")), source=str(prepared.dataset.source), part=part,
+        metrics=aggregate({k: per_image[k].to_numpy() for k in METRICS}), per_image=per_image,
+        per_class=per_class_table(per_image), per_hue_bin=per_hue_table(per_image),
+        predictions=torch.cat(kept) if keep_predictions else None, info=info, timing=timing,
+    )
+
+
+LEADERBOARD_COLUMNS = (*METRICS, "score")
+
+
+def leaderboard(results: list[EvalResult]) -> pd.DataFrame:
+    """One row per model (index: model name), columns method, n_images, every metric and score; by auc_ab.
+
+    All results must come from the same images (source, part and count), or the comparison means nothing.
+    """
+    if not results:
+        raise ValueError("no results to compare")
+    first = results[0]
+    for r in results[1:]:
+        if (r.source, r.part, r.n_images) != (first.source, first.part, first.n_images):
+            raise ValueError(f"{r.model} was evaluated on {r.n_images} {r.part} images of {r.source}, "
+                             f"{first.model} on {first.n_images} {first.part} images of {first.source}")
+    rows, seen = [], {}
+    for r in results:
+        name = r.model
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name} ({seen[name]})"
+        rows.append({"model": name, "method": r.method, "n_images": r.n_images} | r.metrics | {"score": r.score})
+    table = pd.DataFrame(rows).set_index("model")
+    return table.sort_values("auc_ab", ascending=False, kind="stable")
+
+
+def best_per_column(table: pd.DataFrame) -> dict[str, str]:
+    """Model with the best figure of each ranked column: highest, lowest, or (colorfulness_ratio) closest to 1."""
+    best: dict[str, str] = {}
+    for col in LEADERBOARD_COLUMNS:
+        if col in NOT_RANKED or col not in table:
+            continue
+        values = table[col].astype(float)
+        if values.isna().all():
+            continue
+        if col in RANK_TARGET:
+            best[col] = str((values - RANK_TARGET[col]).abs().idxmin())
+        elif HIGHER_IS_BETTER.get(col, True):
+            best[col] = str(values.idxmax())
+        else:
+            best[col] = str(values.idxmin())
+    return best
+
+
+def format_table(table: pd.DataFrame, best: dict[str, str] | None = None) -> str:
+    """The table as text, figures to 4 significant digits, the best of each column followed by ``*``."""
+    best = best or {}
+    shown = table.copy().astype(object)
+    for col in table.columns:
+        if col not in LEADERBOARD_COLUMNS:
+            continue
+        shown[col] = [("nan" if pd.isna(v) else f"{v:.4g}") + ("*" if best.get(col) == idx else "")
+                      for idx, v in table[col].items()]
+    return shown.to_string()
+
+
+def format_metrics(result: EvalResult) -> str:
+    """The overall metrics of one result as aligned lines."""
+    lines = [f"model         {result.model} ({result.method})",
+             f"images        {result.n_images} {result.part} images of {result.source}"]
+    for k in (*METRICS, "score"):
+        v = result.score if k == "score" else result.metrics[k]
+        lines.append(f"{k:<19} {'nan' if math.isnan(v) else f'{v:.4f}'}")
+    t = result.timing
+    lines.append(f"time          {t['total_s']:.2f} s (forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+class _UserError(Exception):
+    """A mistake on the command line or in the inputs: reported in one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from core.checkpoint import CheckpointError
+    from core.sources import DataSourceError
+
+    return (_UserError, DataSourceError, CheckpointError, FileNotFoundError, NotADirectoryError,
+            PermissionError, ValueError)
+
+
+def load_model(spec: str, prepared: Any | None = None, device: str = "cpu") -> Any:
+    """A colorizer from a run directory or checkpoint file, or a baseline from ``baseline:NAME``."""
+    if spec.startswith(BASELINE_PREFIX):
+        return make_baseline(spec[len(BASELINE_PREFIX):], prepared)
+    path = Path(spec)
+    if not path.exists():
+        raise _UserError(f"no run directory or checkpoint file at {spec}")
+    from core.inference import load_colorizer
+
+    try:
+        return load_colorizer(spec, device=device)
+    except (KeyError, TypeError) as e:  # a checkpoint dict without the fields a colorizer needs
+        raise _UserError(f"{spec} is not a usable colorizer checkpoint (missing or bad field {e})") from e
+
+
+def _config_of(model: Any) -> dict:
+    info = getattr(model, "info", None) or {}
+    config = info.get("config") if isinstance(info, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _prepare(args: argparse.Namespace, models: list[Any]) -> Any:
+    """Data for the evaluation: command-line settings first, then those of the first model's config.
+
+    A run directory evaluated on ``val`` with no --source/--split/--seed given reuses the run's saved split.
+    """
+    from core.data import prepare, prepare_from_split
+    from core.splits import Split
+
+    config = next((c for c in map(_config_of, models) if c), {})
+    run_split = Path(args.run) / "split.json" if args.run else None
+    if args.part == "val" and run_split is not None and run_split.is_file() \
+            and args.source is None and args.split is None and args.seed is None:
+        return prepare_from_split(Split.load(run_split), progress=False)
+    return prepare(
+        args.source or config.get("source") or "sample",
+        args.split or config.get("split") or "hue",
+        args.val_fraction if args.val_fraction is not None else float(config.get("val_fraction", 0.1)),
+        args.seed if args.seed is not None else int(config.get("seed", 0)),
+        gray_threshold=float(config.get("gray_threshold", 5.0)),
+        progress=False,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="run directory (its best.pt, else last.pt)")
+    what.add_argument("--checkpoint", help="checkpoint file (.pt)")
+    what.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")
+    what.add_argument("--leaderboard", nargs="+", metavar="SPEC",
+                      help="run directories, checkpoint files or baseline:NAME; both baselines are always added")
+    p.add_argument("--source", help="cifar10, sample, or a folder/archive path (default: the model's, else sample)")
+    p.add_argument("--part", choices=PARTS, default="test")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images of the part")
+    p.add_argument("--json", type=Path, help="write the metrics (or the leaderboard) as JSON here")
+    p.add_argument("--csv", type=Path, help="write the per-image table (or the leaderboard) as CSV here")
+    p.add_argument("--split", choices=("random", "hue"), help="split kind (default: the model's, else hue)")
+    p.add_argument("--seed", type=int, help="split seed (default: the model's, else 0)")
+    p.add_argument("--val-fraction", type=float, help="validation fraction (default: the model's, else 0.1)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", default="cpu", help="device for the networks (cpu, cuda)")
+    p.add_argument("--no-ssim", action="store_true", help="skip SSIM (the slowest metric)")
+    return p
+
+
+def _write(path: Path, text: str) -> None:
+    from core.splits import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
+def _run(args: argparse.Namespace) -> int:
+    progress = sys.stderr.isatty()
+    ssim = not args.no_ssim
+    if args.leaderboard:
+        specs = list(dict.fromkeys([*args.leaderboard, *(BASELINE_PREFIX + b for b in BASELINES)]))
+        colorizers = {s: load_model(s, device=args.device) for s in specs if not s.startswith(BASELINE_PREFIX)}
+        prepared = _prepare(args, list(colorizers.values()))
+        models = [colorizers.get(s) or load_model(s, prepared) for s in specs]
+        results = [evaluate(m, prepared, args.part, args.limit, args.batch_size, ssim, progress) for m in models]
+        table = leaderboard(results)
+        best = best_per_column(table)
+        print(f"{results[0].n_images} {args.part} images of {results[0].source}")
+        print(format_table(table, best))
+        if args.json:
+            doc = {"source": results[0].source, "part": args.part, "n_images": results[0].n_images,
+                   "rows": table.reset_index().to_dict(orient="records"), "best": best,
+                   "results": [r.to_json() for r in results]}
+            _write(args.json, json.dumps(_jsonable(doc), indent=1))
+        if args.csv:
+            _write(args.csv, table.to_csv())
+        return 0
+    spec = args.run or args.checkpoint or BASELINE_PREFIX + args.baseline
+    model = None if spec.startswith(BASELINE_PREFIX) else load_model(spec, device=args.device)
+    prepared = _prepare(args, [model] if model is not None else [])
+    if model is None:
+        model = load_model(spec, prepared)
+    result = evaluate(model, prepared, args.part, args.limit, args.batch_size, ssim, progress)
+    print(format_metrics(result))
+    if args.json:
+        _write(args.json, json.dumps(result.to_json(), indent=1))
+    if args.csv:
+        _write(args.csv, result.per_image.to_csv())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; user errors print one line on stderr and return 2."""
+    args = _parser().parse_args(argv)
+    errors = _user_errors()
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise _UserError(f"--limit must be a positive number of images, got {args.limit}")
+        if args.batch_size < 1:
+            raise _UserError(f"--batch-size must be positive, got {args.batch_size}")
+        return _run(args)
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

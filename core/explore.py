@@ -1,0 +1,234 @@
+"""Data-exploration helpers for the dashboard: hue histograms, hue-range picks, galleries and comparison strips.
+
+Everything here is a pure function over arrays, tables and evaluation results, returning numpy arrays,
+pandas DataFrames or plotly figures that the pages lay out.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.figures import enlarge
+from core.splits import HUE_BINS, hue_histogram
+
+HEADLINE_METRICS = ("auc_ab", "mae_rgb", "psnr", "colorfulness_ratio")
+STRIP_METHODS = ("unet", "dcgan", "nogan")
+METHOD_LABELS = {"unet": "U-Net", "dcgan": "DCGAN", "nogan": "NoGAN"}
+PART_PATTERNS = {"train": "", "val": "/", "test": "."}
+
+
+# --- hue histograms ---------------------------------------------------------------------------------
+def hue_colour(hue: float) -> str:
+    """The colour of a hue in [0, 1) at full saturation and value, as ``#rrggbb``."""
+    r, g, b = colorsys.hsv_to_rgb(float(hue) % 1.0, 1.0, 1.0)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def hue_bin_edges(bins: int = HUE_BINS) -> np.ndarray:
+    """The ``bins + 1`` edges of equal hue bins over [0, 1]."""
+    return np.linspace(0.0, 1.0, bins + 1)
+
+
+def hue_histogram_frame(hues_by_part: Mapping[str, np.ndarray], bins: int = HUE_BINS) -> pd.DataFrame:
+    """Long table of hue-bin counts per part: part, bin, hue_lo, hue_mid, hue_hi, count, share (%), colour."""
+    edges = hue_bin_edges(bins)
+    colours = [hue_colour((edges[i] + edges[i + 1]) / 2) for i in range(bins)]
+    rows = []
+    for part, hues in hues_by_part.items():
+        counts = hue_histogram(np.asarray(hues), bins)
+        total = max(1, sum(counts))
+        for i, c in enumerate(counts):
+            rows.append({"part": part, "bin": i, "hue_lo": edges[i], "hue_mid": (edges[i] + edges[i + 1]) / 2,
+                         "hue_hi": edges[i + 1], "count": int(c), "share": 100.0 * c / total, "colour": colours[i]})
+    return pd.DataFrame(rows, columns=["part", "bin", "hue_lo", "hue_mid", "hue_hi", "count", "share", "colour"])
+
+
+def hue_histogram_figure(frame: pd.DataFrame, title: str = "", height: int = 340) -> go.Figure:
+    """Grouped bars of each part's hue shares, every bar in its own hue; parts told apart by fill pattern."""
+    fig = go.Figure()
+    width = float(frame["hue_hi"].iloc[0] - frame["hue_lo"].iloc[0]) if len(frame) else 1.0 / HUE_BINS
+    for part, group in frame.groupby("part", sort=False):
+        fig.add_bar(
+            x=group["hue_mid"], y=group["share"], name=str(part), width=width * 0.45,
+            marker={"color": list(group["colour"]), "line": {"color": "#333333", "width": 0.6},
+                    "pattern": {"shape": PART_PATTERNS.get(str(part), "x"), "fgcolor": "#333333", "size": 5}},
+            customdata=np.stack([group["count"], group["hue_lo"], group["hue_hi"]], axis=1),
+            hovertemplate=f"{part}<br>hue %{{customdata[1]:.3f}}–%{{customdata[2]:.3f}}<br>"
+                          "%{customdata[0]} images (%{y:.1f}%)<extra></extra>",
+        )
+    fig.update_layout(
+        title={"text": title}, barmode="group", bargap=0.05, height=height, dragmode="select",
+        margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
+        xaxis={"title": "mean hue", "range": [0.0, 1.0]}, yaxis={"title": "share of part (%)"},
+    )
+    return fig
+
+
+def ks_title(kind: str, summary: Mapping[str, Any]) -> str:
+    """A histogram title: the split kind with its train-vs-validation KS statistic."""
+    ks = summary.get("ks_hue", float("nan"))
+    ks_text = "n/a" if ks is None or not np.isfinite(ks) else f"{ks:.4f}"
+    return f"{kind.capitalize()} split — hue KS {ks_text} (train vs val)"
+
+
+def selected_hue_range(event: Any, bins: int = HUE_BINS) -> tuple[float, float] | None:
+    """The hue range picked on a hue histogram (a Streamlit plotly selection event), or None when nothing is.
+
+    Selected bars (points) give the span of their bins; a box with no bar inside gives its own x range.
+    """
+    selection = _get(event, "selection")
+    if selection is None:
+        return None
+    width = 1.0 / bins
+    xs = [float(p["x"]) for p in (_get(selection, "points") or []) if _get(p, "x") is not None]
+    if xs:
+        lo = np.floor(min(xs) / width + 1e-9) * width
+        hi = np.floor(max(xs) / width + 1e-9) * width + width
+        return float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0))
+    box_xs = [float(x) for box in (_get(selection, "box") or []) for x in (_get(box, "x") or [])]
+    if len(box_xs) >= 2:
+        lo, hi = float(np.clip(min(box_xs), 0.0, 1.0)), float(np.clip(max(box_xs), 0.0, 1.0))
+        if hi > lo:
+            return lo, hi
+    return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    """``obj[key]`` for dicts and Streamlit's attribute dicts alike; None when missing."""
+    if obj is None:
+        return None
+    try:
+        return obj[key]
+    except (KeyError, TypeError, AttributeError):
+        return getattr(obj, key, None)
+
+
+def indices_in_hue_range(hues: np.ndarray, lo: float, hi: float, limit: int | None = None,
+                         order: str = "hue") -> np.ndarray:
+    """Positions of the hues in [lo, hi) (hi = 1 includes 1; lo > hi wraps round red), by hue or by position."""
+    h = np.asarray(hues, dtype=np.float64)
+    upper = h <= hi if hi >= 1.0 else h < hi
+    inside = (h >= lo) & upper if lo <= hi else (h >= lo) | upper
+    idx = np.flatnonzero(inside)
+    if order == "hue":
+        idx = idx[np.argsort(h[idx], kind="stable")]
+    elif order != "position":
+        raise ValueError(f"unknown order {order!r}; use hue or position")
+    return idx if limit is None else idx[:limit]
+
+
+# --- tables -----------------------------------------------------------------------------------------
+def split_overview(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per split kind: sizes, grayscale dropped and the hue KS statistic with its p-value."""
+    cols = ["n_train", "n_val", "n_test", "n_grayscale_dropped", "ks_hue", "ks_pvalue"]
+    rows = {kind: {c: s.get(c) for c in cols} for kind, s in summaries.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    frame.index.name = "split"
+    return frame
+
+
+def class_counts_table(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Images per class (rows) in each split's train and val parts and in test (columns such as ``hue · val``)."""
+    first = next(iter(summaries.values()), {})
+    names = list(first.get("class_names") or [])
+    columns: dict[str, list[int]] = {}
+    for kind, s in summaries.items():
+        for part in ("train", "val"):
+            if part in s.get("class_counts", {}):
+                columns[f"{kind} · {part}"] = list(s["class_counts"][part])
+    if "test" in first.get("class_counts", {}):
+        columns["test"] = list(first["class_counts"]["test"])
+    n = max((len(v) for v in columns.values()), default=0)
+    index = [names[i] if i < len(names) else str(i) for i in range(n)]
+    table = pd.DataFrame(columns, index=pd.Index(index, name="class"))
+    if len(table):
+        table.loc["total"] = table.sum()
+    return table
+
+
+def headline_table(results: Sequence[tuple[str, str, str, Any]], metrics: Sequence[str] = HEADLINE_METRICS,
+                   ) -> pd.DataFrame:
+    """Rows ``(label, method, kind, EvalResult)`` as a table of headline metrics, best ``auc_ab`` first."""
+    rows = [{"model": label, "method": method, "kind": kind, "n_images": r.n_images}
+            | {m: float(r.metrics.get(m, float("nan"))) for m in metrics} for label, method, kind, r in results]
+    table = pd.DataFrame(rows, columns=["model", "method", "kind", "n_images", *metrics])
+    if "auc_ab" in table and len(table):
+        table = table.sort_values("auc_ab", ascending=False, kind="stable")
+    return table.set_index("model")
+
+
+# --- models and image strips ------------------------------------------------------------------------
+def strip_models(entries: Sequence[Any], methods: Sequence[str] = STRIP_METHODS) -> list[Any]:
+    """One model per method, in ``methods`` order: a shipped one when there is one, else the last run listed."""
+    chosen = []
+    for method in methods:
+        mine = [e for e in entries if getattr(e, "method", None) == method]
+        shipped = [e for e in mine if getattr(e, "kind", None) == "shipped"]
+        if shipped:
+            chosen.append(shipped[0])
+        elif mine:
+            chosen.append(mine[-1])
+    return chosen
+
+
+def strip_positions(n_available: int, count: int = 6) -> np.ndarray:
+    """``count`` fixed positions spread evenly over the first ``n_available`` images (fewer when there are fewer)."""
+    if n_available <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, n_available - 1, min(count, n_available)).round().astype(np.int64))
+
+
+def gray_images(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) images reduced to their L channel, shown as gray RGB (what a colorizer sees)."""
+    L, ab = uint8_to_model(np.asarray(images))
+    return rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))
+
+
+def colorized_images(images: np.ndarray, ab: torch.Tensor) -> np.ndarray:
+    """uint8 pictures from the true L of ``images`` and predicted model-space ``ab`` (N, 2, H, W)."""
+    L, _ = uint8_to_model(np.asarray(images))
+    if tuple(ab.shape[0:1] + ab.shape[2:]) != (L.shape[0], *L.shape[2:]):
+        raise ValueError(f"predictions of shape {tuple(ab.shape)} do not fit {len(L)} images of {tuple(L.shape[2:])}")
+    return rgb_to_uint8(model_to_rgb(L, ab.float()))
+
+
+def stack_column(images: np.ndarray, scale: int = 3, pad: int = 2, background: int = 255) -> np.ndarray:
+    """Images enlarged (nearest-neighbour) and stacked top to bottom with a thin gap: one strip column."""
+    if len(images) == 0:
+        raise ValueError("stack_column needs at least one image")
+    cells = [enlarge(img, scale) for img in images]
+    h, w = cells[0].shape[:2]
+    out = np.full((len(cells) * (h + pad) - pad, w, 3), background, np.uint8)
+    for i, cell in enumerate(cells):
+        out[i * (h + pad) : i * (h + pad) + h] = cell
+    return out
+
+
+def comparison_strip(truth: np.ndarray, predictions: Mapping[str, torch.Tensor], scale: int = 3,
+                     ) -> list[tuple[str, np.ndarray]]:
+    """Columns gray | one per model | truth, each ``(title, picture)``: the images stacked and enlarged."""
+    truth = np.asarray(truth)
+    columns = [("Gray input", stack_column(gray_images(truth), scale))]
+    for name, ab in predictions.items():
+        columns.append((name, stack_column(colorized_images(truth, ab), scale)))
+    columns.append(("Truth", stack_column(truth, scale)))
+    return columns
+
+
+def enlarged(images: np.ndarray, scale: int = 3) -> list[np.ndarray]:
+    """Each image enlarged by ``scale`` with nearest-neighbour, for galleries."""
+    return [enlarge(img, scale) for img in np.asarray(images)]
+
+
+__all__ = ["HEADLINE_METRICS", "hue_colour", "hue_bin_edges", "hue_histogram_frame", "hue_histogram_figure",
+           "ks_title", "selected_hue_range", "indices_in_hue_range", "split_overview", "class_counts_table",
+           "headline_table", "strip_models", "strip_positions", "gray_images", "colorized_images", "stack_column",
+           "comparison_strip", "enlarged", "METHOD_LABELS"]

@@ -1,0 +1,137 @@
+"""Ship a trained run: a weights-only checkpoint (optionally half precision) and a model card beside it.
+
+``python -m core.export --run runs/ship-unet --name unet --source ../shared/data/cifar10-jpeg.tar.gz``
+writes ``checkpoints/unet.pt`` and ``checkpoints/unet.json``; the card's metrics are measured on the file that
+ships (after the half-precision round trip), on the whole test part, next to the gray and mean_ab baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
+from core.runs import PROJECT_ROOT, RunDir, train_command
+from core.splits import atomic_write_text
+
+SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
+MAX_FILE_MB = 20.0
+
+
+def machine_description() -> str:
+    """A one-line description of this machine for model cards."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _command(config: dict, out: str) -> str:
+    args = {k: v for k, v in config.items() if k not in ("log_every", "n_samples", "size", "compile", "channels_last")}
+    args["out"] = out
+    cmd = train_command(args, python="python")
+    return " ".join(cmd)
+
+
+def export_run(run_dir: str | Path, name: str, source: str | None = None, part: str = "test", half: bool = True,
+               out_dir: str | Path | None = None, limit: int | None = None, ssim: bool = True) -> dict:
+    """Write ``<name>.pt`` (weights only) and ``<name>.json`` (model card) from a run's best.pt; returns the card."""
+    from core.baselines import make_baseline
+    from core.data import prepare
+    from core.evaluate import evaluate
+    from core.inference import load_colorizer
+
+    run = RunDir(Path(run_dir))
+    if not run.best.is_file():
+        raise CheckpointError(f"run {run.path} has no best.pt to ship")
+    ckpt = load_checkpoint(run.best)
+    out_dir = Path(out_dir) if out_dir else SHIPPED_DIR
+    target = out_dir / f"{name}.pt"
+    save_checkpoint(weights_payload(ckpt, half=half), target)
+    size_mb = target.stat().st_size / 1e6
+    config = ckpt["config"]
+    status = run.status()
+    card: dict = {
+        "name": name,
+        "method": ckpt["method"],
+        "file": target.name,
+        "sha256": sha256(target),
+        "size_mb": round(size_mb, 2),
+        "precision": "float16 weights (loaded as float32)" if half else "float32",
+        "command": _command(config, str(run.path)),
+        "data": config["source"],
+        "split": {k: config[k] for k in ("split", "val_fraction", "seed", "gray_threshold")},
+        "width": config["width"],
+        "epochs": config["epochs"],
+        "best_step": ckpt.get("step"),
+        "best_epoch": ckpt.get("epoch"),
+        "phase": ckpt.get("phase"),
+        "validation": ckpt.get("metrics", {}),
+        "wall_time_s": round(float(status.get("finished", time.time())) - float(status.get("started", time.time())), 1),
+        "machine": machine_description(),
+        "threads": config.get("threads"),
+    }
+    if source:
+        prepared = prepare(source, config["split"], config["val_fraction"], config["seed"], config["gray_threshold"],
+                           progress=False)
+        colorizer = load_colorizer(target, name=name)
+        results = {name: evaluate(colorizer, prepared, part=part, limit=limit, ssim=ssim)}
+        for b in ("gray", "mean_ab"):
+            results[b] = evaluate(make_baseline(b, prepared), prepared, part=part, limit=limit, ssim=ssim)
+        card["evaluation"] = {"source": source, "part": part, "n_images": results[name].n_images,
+                              "metrics": {k: r.metrics for k, r in results.items()}}
+    atomic_write_text(target.with_suffix(".json"), json.dumps(card, indent=1, default=float))
+    if size_mb > MAX_FILE_MB:
+        print(f"warning: {target} is {size_mb:.1f} MB, above the {MAX_FILE_MB:.0f} MB limit for shipped files",
+              file=sys.stderr)
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="run directory whose best.pt ships")
+    p.add_argument("--name", required=True, help="file name without .pt, e.g. unet")
+    p.add_argument("--source", help="evaluate on this source's test part for the card")
+    p.add_argument("--part", default="test", choices=("test", "val"))
+    p.add_argument("--limit", type=int)
+    p.add_argument("--float32", action="store_true", help="ship float32 weights instead of float16")
+    p.add_argument("--out-dir", type=Path)
+    args = p.parse_args(argv)
+    try:
+        card = export_run(args.run, args.name, args.source, args.part, half=not args.float32, out_dir=args.out_dir,
+                          limit=args.limit)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: card[k] for k in ("file", "method", "size_mb", "best_step")}))
+    if "evaluation" in card:
+        for model, m in card["evaluation"]["metrics"].items():
+            print(f"{model:10s} auc_ab {m['auc_ab']:.2f}  mae_rgb {m['mae_rgb']:.2f}  psnr {m['psnr']:.2f}  "
+                  f"colorfulness_ratio {m['colorfulness_ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Colorize Lab: what the tool does, the active data, the models with their headline metrics, and a sample strip."""
+
+from pathlib import Path
+
+import streamlit as st
+from common import evaluate_cached, guarded, list_models, load_prepared, no_models_message, page, source_picker
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core.explore import (
+    HEADLINE_METRICS,
+    METHOD_LABELS,
+    comparison_strip,
+    headline_table,
+    strip_models,
+    strip_positions,
+)
+
+EVAL_LIMIT = 500
+STRIP_IMAGES = 6
+PAGES = [
+    ("pages/1_Data_and_splits.py", "Data & splits", "🎨"),
+    ("pages/2_Train.py", "Train", "🏋️"),
+    ("pages/3_Compare.py", "Compare", "🔍"),
+    ("pages/4_Colorize.py", "Colorize", "🖌️"),
+    ("pages/5_Leaderboard.py", "Leaderboard", "🏆"),
+    ("pages/6_Blind_test.py", "Blind test", "🙈"),
+]
+HERE = Path(__file__).resolve().parent
+
+page("Home", "🎨")
+st.title("🎨 Colorize Lab")
+st.markdown(
+    "Deep-learning colorization of small pictures: models predict the CIELAB **a,b** colour channels from "
+    "the lightness **L**.  \nTrain **U-Net**, conditional **DCGAN** and **NoGAN** colorizers on CIFAR-10 or "
+    "your own pictures, with random or hue-stratified validation splits.  \nCompare them with the same "
+    "metrics on the same images, colorize your own pictures, and put them to a blind test.")
+
+links = [(path, label, icon) for path, label, icon in PAGES if (HERE / path).is_file()]
+if links:
+    for col, (path, label, icon) in zip(st.columns(len(links)), links):
+        with col:
+            try:
+                st.page_link(path, label=label, icon=icon)
+            except StreamlitPageNotFoundError:  # a page file that appeared after the app started
+                st.caption(f"{icon} {label}")
+
+source = source_picker()
+st.subheader("Data")
+prepared = guarded(load_prepared, source, what=f"Could not load data source {source!r} (pick another in the sidebar)")
+if prepared is not None:
+    s = prepared.summary()
+    st.caption(f"Active source: **{s['source']}** ({s['name']}, {len(s['class_names'])} classes), "
+               f"hue split, validation fraction {s['val_fraction']}, seed {s['seed']}.")
+    cols = st.columns(5)
+    cols[0].metric("Train", f"{s['n_train']:,}")
+    cols[1].metric("Validation", f"{s['n_val']:,}")
+    cols[2].metric("Test", f"{s['n_test']:,}")
+    cols[3].metric("Grayscale dropped", f"{s['n_grayscale_dropped']:,}")
+    cols[4].metric("Unreadable skipped", f"{s['n_skipped']:,}")
+
+st.subheader("Models")
+models = list_models()
+strip_entries = strip_models(models)
+results = []
+if not models:
+    no_models_message()
+if prepared is not None and prepared.split.test.size:
+    with st.spinner(f"Evaluating on the first {EVAL_LIMIT} test images…"):
+        gray = guarded(evaluate_cached, "baseline:gray", "gray", source, "test", EVAL_LIMIT, ssim=False,
+                       what="Gray baseline")
+        if gray is not None:
+            results.append(("baseline:gray", "baseline", "baseline", gray))
+        for entry in models:
+            r = guarded(evaluate_cached, entry.path, entry.name, source, "test", EVAL_LIMIT, ssim=False,
+                        what=f"Model {entry.name}")
+            if r is not None:
+                results.append((entry.name, entry.method, entry.kind, r))
+    if results:
+        n = results[0][3].n_images
+        st.caption(f"Headline metrics on the first {n} test images of **{source}** (auc_ab and psnr: higher is "
+                   "better; mae_rgb: lower; colorfulness_ratio: closest to 1). The gray baseline predicts no colour.")
+        st.dataframe(headline_table(results).style.format({m: "{:.3f}" for m in HEADLINE_METRICS}),
+                     width="stretch")
+elif prepared is not None:
+    st.warning("This source has no test part, so models are not scored here; use a train/test layout.", icon="⚠️")
+
+if prepared is not None and results:
+    st.subheader("A few test images")
+    by_name = {name: r for name, _, _, r in results}
+    gray_result = results[0][3]
+    positions = strip_positions(gray_result.n_images, STRIP_IMAGES)
+    truth = prepared.images("test")[positions]
+    predictions = {f"{METHOD_LABELS.get(e.method, e.method)} · {e.name}": by_name[e.name].predictions[positions]
+                   for e in strip_entries if e.name in by_name and by_name[e.name].predictions is not None}
+    strip = comparison_strip(truth, predictions, scale=4)
+    for col, (title, picture) in zip(st.columns(len(strip)), strip):
+        with col:
+            st.markdown(f"**{title}**")
+            st.image(picture)
+    st.caption(f"Test images {', '.join(str(int(p)) for p in positions)}, enlarged 4x with nearest-neighbour. "
+               "One model per method (shipped ones first).")

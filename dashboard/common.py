@@ -1,0 +1,143 @@
+"""What every page shares: page set-up, the active data source (remembered), and cached calls into ``core``.
+
+Pages stay short scripts: they pick options, call these cached functions, and lay out the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/Home.py` puts dashboard/ first on the path, not the root
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from core.checkpoint import CheckpointError
+from core.data import PreparedData, prepare
+from core.inference import Colorizer, ModelEntry, available_models, load_colorizer
+from core.sources import DataSourceError, default_cache_dir
+
+T = TypeVar("T")
+SOURCE_ENV = "COLORIZE_DATA"
+DEFAULT_SOURCE = "sample"
+USER_ERRORS = (DataSourceError, CheckpointError, FileNotFoundError, ValueError, OSError)
+
+
+def page(title: str, icon: str) -> None:
+    """Common page set-up: wide layout, title and icon."""
+    st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=icon, layout="wide")
+
+
+# --- the active data source -------------------------------------------------------------------------
+def _settings_file() -> Path:
+    return default_cache_dir() / "dashboard-settings.json"
+
+
+def _read_settings() -> dict:
+    try:
+        return json.loads(_settings_file().read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def remembered_source() -> str:
+    """The source to start with: the last one chosen here, else env COLORIZE_DATA, else the bundled sample."""
+    return _read_settings().get("source") or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+
+
+def active_source() -> str:
+    if "source" not in st.session_state:
+        st.session_state["source"] = remembered_source()
+    return st.session_state["source"]
+
+
+def set_source(source: str) -> None:
+    """Make ``source`` active for this session and remember it for the next start."""
+    st.session_state["source"] = source
+    settings = _read_settings() | {"source": source}
+    path = _settings_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings))
+    tmp.replace(path)
+
+
+def source_picker(key: str = "source_picker") -> str:
+    """Sidebar control for the data source: bundled sample, CIFAR-10, or a folder/archive path."""
+    current = active_source()
+    options = ["sample", "cifar10", "path"]
+    index = options.index(current) if current in ("sample", "cifar10") else 2
+    with st.sidebar:
+        kind = st.radio("Data source", options, index=index, key=f"{key}_kind",
+                        format_func={"sample": "Bundled sample (2,000 images)", "cifar10": "CIFAR-10 (official files)",
+                                     "path": "Folder or archive path"}.get, help=f"Default from ${SOURCE_ENV}")
+        chosen = kind
+        if kind == "path":
+            chosen = st.text_input("Path", value=current if current not in ("sample", "cifar10") else "",
+                                   key=f"{key}_path", placeholder="/data/cifar10-jpeg.tar.gz").strip()
+        if chosen and chosen != current:
+            set_source(chosen)
+            current = chosen
+    return current
+
+
+# --- error handling ---------------------------------------------------------------------------------
+def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> T | None:
+    """Call ``fn``; on a user-facing error show one clear message instead of a traceback and return None."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as e:
+        st.error(f"{what + ': ' if what else ''}{e}", icon="⚠️")
+        return None
+
+
+# --- cached calls into core ---------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading data and computing colour statistics…", max_entries=8)
+def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0) -> PreparedData:
+    """The prepared data set (decoded images, statistics, split); shared by all sessions."""
+    return prepare(source, split, val_fraction, seed, progress=False)
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def list_models() -> list[ModelEntry]:
+    """Shipped checkpoints and completed runs (re-read every few seconds, so new runs appear)."""
+    return available_models()
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=32)
+def get_colorizer(path: str, name: str) -> Colorizer:
+    return load_colorizer(path, name=name)
+
+
+@st.cache_resource(show_spinner="Evaluating…", max_entries=64)
+def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
+                    val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True):
+    """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source; cached per model."""
+    from core.baselines import make_baseline
+    from core.evaluate import evaluate
+
+    prepared = load_prepared(source, split, val_fraction, seed)
+    if spec.startswith("baseline:"):
+        model = make_baseline(spec.split(":", 1)[1], prepared)
+    else:
+        model = get_colorizer(spec, name)
+    return evaluate(model, prepared, part=part, limit=limit, ssim=ssim, keep_predictions=keep_predictions)
+
+
+def model_label(entry: ModelEntry) -> str:
+    where = "shipped" if entry.kind == "shipped" else "run"
+    return f"{entry.name} ({entry.method}, {where})"
+
+
+def no_models_message() -> None:
+    """The empty state when no model exists yet: how to get one."""
+    st.info(
+        "No trained models yet. Shipped models live in `checkpoints/` (see README); or train one on the "
+        "**Train** page, or from a terminal: `python -m core.train --model unet --source sample --epochs 5 "
+        "--out runs/my-unet`.", icon="ℹ️")

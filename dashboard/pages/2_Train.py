@@ -1,0 +1,236 @@
+"""Train: start a training job (a separate process), follow every run's progress, cancel, resume or delete runs."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from core.jobs import (
+    METHOD_NAMES,
+    TrainForm,
+    build_train_args,
+    default_run_name,
+    delete_run,
+    find_runs,
+    is_active,
+    loss_figure,
+    method_default_lr,
+    resume_args,
+    run_metrics,
+    runs_table,
+    status_fields,
+    val_figure,
+)
+from core.runs import ACTIVE, RunDir, cancel_job, default_runs_dir, launch_process, start_job
+from dashboard.common import active_source, guarded, page
+
+page("Train", "🏋️")
+st.title("🏋️ Train")
+st.caption("Training runs as separate processes: they keep going when this tab closes or the dashboard restarts, "
+           f"and everything shown here is read from the run folders in `{default_runs_dir()}`.")
+
+LAUNCHER = launch_process  # replaced through st.session_state["_launcher"] (tests)
+METHOD_HELP = {"unet": "U-Net regression on a,b (MSE)", "dcgan": "Conditional DCGAN (pix2pix: adversarial + L1)",
+               "nogan": "NoGAN: generator, then critic, then a short joint GAN phase",
+               "classifier": "CIFAR-10 classifier (feature network for NoGAN)"}
+
+
+def start(form: TrainForm) -> None:
+    """Start a job for the form's values and select it."""
+    args = build_train_args(form, default_runs_dir())
+    launcher = st.session_state.get("_launcher", LAUNCHER)
+    run, cmd, pid = start_job(args, launcher=launcher)
+    st.session_state["train_started"] = (run.id, " ".join(cmd[1:]), pid)
+    st.query_params["run"] = run.id
+
+
+# --- the form ----------------------------------------------------------------------------------------
+with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
+    method = st.segmented_control("Method", METHOD_NAMES, default="unet", key="train_method",
+                                  format_func=str.upper, help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+    method = method or "unet"
+    st.caption(METHOD_HELP[method])
+    d = TrainForm()
+    with st.form("train_form"):
+        c1, c2, c3, c4 = st.columns(4)
+        source = c1.text_input("Data source", value=active_source(), key="train_source",
+                               help="sample, cifar10, or a folder/archive path")
+        split = c2.radio("Split", ("hue", "random"), key="train_split", horizontal=True,
+                         help="hue: validation images are a held-out range of hues; random: a random share")
+        epochs = c3.number_input("Generator epochs (phase 1)" if method == "nogan" else "Epochs", 1, 10_000,
+                                 d.epochs, key="train_epochs")
+        device = c4.selectbox("Device", ("auto", "cpu", "cuda"), key="train_device")
+        c1, c2, c3, c4 = st.columns(4)
+        width = c1.number_input("Width", 4, 512, d.width, step=4, key="train_width", help="base channel width")
+        batch_size = c2.number_input("Batch size", 1, 8192, d.batch_size, key="train_batch_size")
+        lr = c3.text_input("Learning rate", key="train_lr", placeholder=f"{method_default_lr(method):g} (default)",
+                           help="blank: the method's default")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
+        c1, c2, c3, c4 = st.columns(4)
+        limit = c1.number_input("Image limit", 0, 10_000_000, 0, step=256, key="train_limit",
+                                help="use at most this many training images; 0: all")
+        val_limit = c2.number_input("Validation limit", 0, 10_000_000, 0, step=64, key="train_val_limit",
+                                    help="validate on at most this many images; 0: all")
+        l1_weight, smoothing = d.l1_weight, False
+        critic_epochs, gan_fraction, gan_checkpoints = d.critic_epochs, d.gan_fraction, d.gan_checkpoints
+        if method == "dcgan":
+            l1_weight = c3.number_input("L1 weight (λ)", 0.0, 10_000.0, d.l1_weight, key="train_l1_weight")
+        if method in ("dcgan", "nogan"):
+            smoothing = c4.checkbox("Label smoothing (real label 0.9)", key="train_smoothing")
+        if method == "nogan":
+            c1, c2, c3, _ = st.columns(4)
+            critic_epochs = c1.number_input("Critic epochs (phase 2)", 0.01, 1000.0, d.critic_epochs,
+                                            key="train_critic_epochs")
+            gan_fraction = c2.number_input("GAN fraction (phase 3, epochs)", 0.001, 100.0, d.gan_fraction,
+                                           format="%.3f", key="train_gan_fraction")
+            gan_checkpoints = c3.number_input("GAN checkpoints", 1, 1000, d.gan_checkpoints,
+                                              key="train_gan_checkpoints")
+        name = st.text_input("Run name", key="train_name", placeholder=default_run_name(method) + "  (default)",
+                             help="letters, digits, '.', '_' and '-'; blank: <method>-<date>-<time>")
+        if st.form_submit_button("Start training", type="primary", icon="▶️"):
+            form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
+                             batch_size=int(batch_size), lr=lr, l1_weight=float(l1_weight), label_smoothing=smoothing,
+                             critic_epochs=float(critic_epochs), gan_fraction=float(gan_fraction),
+                             gan_checkpoints=int(gan_checkpoints), limit=int(limit), val_limit=int(val_limit),
+                             seed=int(seed), device=device, name=name)
+            guarded(start, form, what="Could not start the run")
+    if started := st.session_state.pop("train_started", None):
+        st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon="✅")
+
+
+# --- the runs table ----------------------------------------------------------------------------------
+runs = find_runs(default_runs_dir())
+if not runs:
+    st.info("No runs yet. Start one with the form above; it appears here within a couple of seconds.", icon="ℹ️")
+    st.stop()
+
+
+def show_table(was_active: bool) -> None:
+    """The runs table, re-read from disk (every few seconds while a job is active)."""
+    table = runs_table(runs_dir=default_runs_dir())
+    if was_active and not table["state"].isin(ACTIVE).any():
+        st.rerun()  # the last active job ended: refresh the page once and stop refreshing
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100),
+        "eta": "ETA", "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+        "best_metric": "best validation", "best_value": st.column_config.NumberColumn("best value", format="%.3f"),
+    })
+
+
+st.subheader("Runs")
+states = {r.id: r.live_status().get("state") or "starting" for r in runs}
+any_active = any(s in ACTIVE for s in states.values())
+st.fragment(show_table, run_every=5 if any_active else None)(any_active)
+
+ids = [r.id for r in runs]
+wanted = st.query_params.get("run")
+if wanted in ids:
+    st.session_state["train_run"] = wanted
+elif st.session_state.get("train_run") not in ids:
+    if wanted:
+        st.warning(f"Run `{wanted}` from the address was not found; showing the newest run.", icon="⚠️")
+    st.session_state["train_run"] = ids[0]
+
+
+def _select_run() -> None:
+    st.query_params["run"] = st.session_state["train_run"]
+
+
+selected = st.selectbox("Run", ids, key="train_run", on_change=_select_run,
+                        format_func=lambda i: f"{i} ({states[i]})")
+if st.query_params.get("run") != selected:
+    st.query_params["run"] = selected
+
+
+# --- the selected run --------------------------------------------------------------------------------
+def _confirm_delete(run_id: str | None) -> None:
+    st.session_state["train_confirm_delete"] = run_id
+
+
+def actions(run: RunDir, status: dict) -> None:
+    """Cancel, resume and delete (with a confirmation step) for the selected run."""
+    active = is_active(status)
+    b1, b2, b3, _ = st.columns([1, 1, 1, 4])
+    if b1.button("Cancel", icon="⏹️", disabled=not active, key="train_cancel",
+                 help="stop the job; it saves last.pt and can be resumed"):
+        if cancel_job(run):
+            st.toast(f"Cancelling {run.id}…")
+        else:
+            st.warning("The job's process is not running any more.", icon="⚠️")
+    if b2.button("Resume", icon="🔁", disabled=status.get("state") not in ("cancelled", "failed"), key="train_resume",
+                 help="continue a cancelled or failed run from its last checkpoint"):
+        if guarded(lambda: start_job(resume_args(run), launcher=st.session_state.get("_launcher", LAUNCHER)),
+                   what="Could not resume") is not None:
+            st.rerun()
+    b3.button("Delete", icon="🗑️", disabled=active, key="train_delete", on_click=_confirm_delete, args=(run.id,),
+              help="remove the run folder (cancel a running job first)")
+    if st.session_state.get("train_confirm_delete") == run.id:
+        st.warning(f"Delete run **{run.id}** and all its files (checkpoints, samples, logs)? This cannot be undone.",
+                   icon="⚠️")
+        y, n, _ = st.columns([1, 1, 5])
+        if y.button("Yes, delete", type="primary", key="train_delete_yes"):
+            st.session_state.pop("train_confirm_delete", None)
+            guarded(delete_run, run, default_runs_dir(), what="Not deleted")
+            if not run.path.exists():
+                st.session_state.pop("train_run", None)
+                st.query_params.pop("run", None)
+                st.rerun()
+        n.button("Keep it", key="train_delete_no", on_click=_confirm_delete, args=(None,))
+
+
+def panel(path: str, was_active: bool) -> None:
+    """Status, curves, latest sample and log tail of one run (re-run every few seconds while it is active)."""
+    run = RunDir(Path(path))
+    if not run.path.exists():
+        st.info("This run was deleted.")
+        return
+    status = run.live_status()
+    if was_active and not is_active(status):
+        st.rerun()  # finished: refresh the whole page (table, buttons) and stop refreshing
+    fields = status_fields(status)
+    for col, (label, value) in zip(st.columns(len(fields)), fields.items()):
+        col.metric(label, value)
+    if is_active(status) and status.get("total_steps"):
+        st.progress(min(1.0, float(status.get("step") or 0) / float(status["total_steps"])))
+    message = str(status.get("message") or "")
+    if status.get("state") == "failed":
+        st.error(f"The run failed: {message}. Fix the cause, then resume it or start a new run.", icon="❌")
+    elif message:
+        st.caption(message)
+    if status.get("note"):
+        st.caption(status["note"])
+    actions(run, status)
+
+    records = run_metrics(run)
+    left, right = st.columns(2)
+    with left:
+        fig = loss_figure(records)
+        if fig is None:
+            st.info("No losses logged yet.")
+        else:
+            st.plotly_chart(fig, width="stretch", key="train_losses")
+    with right:
+        fig = val_figure(records)
+        if fig is None:
+            st.info("No validation yet: it runs at the end of every epoch.")
+        else:
+            st.plotly_chart(fig, width="stretch", key="train_val")
+    left, right = st.columns(2)
+    with left:
+        sample = run.latest_sample()
+        if sample is not None:
+            st.image(str(sample), caption=f"Latest validation samples: {sample.stem} (gray | predicted | truth)")
+        else:
+            st.info("No sample grid yet." if status.get("model") != "classifier" else "Classifiers make no samples.")
+    with right:
+        st.code(run.log_tail(40) or "(no log output yet)", language="text")
+
+
+run = RunDir(default_runs_dir() / selected)
+active = is_active(run.live_status())
+st.subheader(f"Run {selected}")
+st.fragment(panel, run_every=3 if active else None)(str(run.path), active)

@@ -1,0 +1,146 @@
+"""Compare: models side by side on the same images — summary metrics, then gray | each model | truth, page by page."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DASHBOARD = str(Path(__file__).resolve().parents[1])
+if DASHBOARD not in sys.path:  # `common` lives in dashboard/
+    sys.path.insert(0, DASHBOARD)
+
+import streamlit as st
+from common import (
+    evaluate_cached,
+    guarded,
+    list_models,
+    load_prepared,
+    model_label,
+    no_models_message,
+    page,
+    source_picker,
+)
+
+from core import compare
+from core.evaluate import BASELINE_PREFIX, best_per_column, leaderboard
+from core.figures import enlarge
+from core.metrics import HIGHER_IS_BETTER, METRICS
+
+page("Compare", "🔍")
+st.title("Compare models")
+source = source_picker()
+
+entries = list_models()
+if not entries:
+    no_models_message()
+labels = {e.path: model_label(e) for e in entries}
+names = {e.path: e.name for e in entries}
+titles_of = dict(names)
+for b in ("gray", "mean_ab"):
+    labels[BASELINE_PREFIX + b] = titles_of[BASELINE_PREFIX + b] = f"{b} (baseline)"
+    names[BASELINE_PREFIX + b] = b
+default = [e.path for e in entries][:3] or [BASELINE_PREFIX + "gray", BASELINE_PREFIX + "mean_ab"]
+
+c1, c2, c3 = st.columns([4, 1, 1])
+chosen = c1.multiselect("Models", list(labels), default=default, format_func=labels.get, key="compare_models",
+                        help="Shipped models, completed runs and the two baselines")
+part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "validation"}.get, horizontal=True,
+                key="compare_part")
+limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
+                            help="Evaluate the first N images of the part"))
+if not chosen:
+    st.info("Choose at least one model or baseline above.", icon="ℹ️")
+    st.stop()
+
+results = {}
+for spec in chosen:
+    with st.spinner(f"Evaluating {labels[spec]} on {limit} {part} images…"):
+        try:
+            r = guarded(evaluate_cached, spec, names[spec], source, part, limit, keep_predictions=True,
+                        what=labels[spec])
+        except Exception as e:  # any other failure: one line, the other models still shown
+            st.error(f"{labels[spec]}: evaluation failed ({type(e).__name__}: {e})", icon="⚠️")
+            r = None
+    if r is not None and r.predictions is not None:
+        results[spec] = r
+if not results:
+    st.stop()
+specs = list(results)
+first = results[specs[0]]
+prepared = guarded(load_prepared, source, what="Data")
+images = guarded(prepared.images, part, what="Data") if prepared is not None else None
+if images is None:
+    st.stop()
+images = images[: first.n_images]
+
+st.subheader("Summary")
+st.caption(f"{first.n_images} {part} images of {first.source}; both baselines always listed for reference; "
+           "the best figure of each column in bold")
+summary = [results[s] for s in specs]
+for b in ("gray", "mean_ab"):
+    if BASELINE_PREFIX + b not in results:
+        r = guarded(evaluate_cached, BASELINE_PREFIX + b, b, source, part, limit, keep_predictions=True, what=b)
+        summary += [r] if r is not None else []
+table = guarded(leaderboard, summary, what="Summary")
+if table is not None:
+    best = best_per_column(table)
+    st.dataframe(table.style.format(precision=3).apply(
+        lambda col: ["font-weight: bold" if best.get(col.name) == i else "" for i in col.index]))
+
+st.subheader("Image by image")
+per_image = first.per_image
+f1, f2, f3 = st.columns([3, 2, 2])
+class_options = list(prepared.dataset.class_names) or \
+    [c for c in dict.fromkeys(per_image.sort_values("label")["class_name"]) if c]
+classes = f1.multiselect("Classes", class_options, key="compare_classes", placeholder="All classes")
+hue_range = f2.slider("Mean hue", 0.0, 1.0, (0.0, 1.0), step=0.01, key="compare_hue")
+metric_names = [m for m in METRICS if m != "colorfulness_gt"]
+metric = f3.selectbox("Metric (captions and sorting)", metric_names, index=metric_names.index("auc_ab"),
+                      key="compare_metric")
+
+s1, s2, s3, s4 = st.columns([2, 2, 2, 1])
+sort = s1.selectbox("Sort by", ["order", "metric", "disagreement"], key="compare_sort", format_func={
+    "order": "data set order", "metric": "metric of a model", "disagreement": "disagreement of two models"}.get)
+key = None
+if sort == "metric":
+    sort_model = s2.selectbox("Model", specs, format_func=labels.get, key="compare_sort_model")
+    key = results[sort_model].per_image[metric].to_numpy()
+elif sort == "disagreement":
+    model_a = s2.selectbox("Model A", specs, format_func=labels.get, key="compare_model_a")
+    model_b = s3.selectbox("Model B", specs, index=min(1, len(specs) - 1), format_func=labels.get,
+                           key="compare_model_b")
+    key = compare.disagreement(results[model_a].predictions, results[model_b].predictions)
+    st.caption("Disagreement: mean per-pixel a,b distance (Lab units) between the two models' predictions.")
+higher = HIGHER_IS_BETTER.get(metric, True)
+descending = s4.radio("Order", ["descending", "ascending"], key="compare_order", disabled=sort == "order",
+                      help=f"Higher {metric} is {'better' if higher else 'worse'}") == "descending"
+
+rows = compare.select_rows(per_image, classes, hue_range, key, descending)
+n_pages = compare.page_count(len(rows))
+if st.session_state.get("compare_page", 1) > n_pages:
+    st.session_state["compare_page"] = n_pages
+p1, p2 = st.columns([1, 5])
+page_no = int(p1.number_input("Page", min_value=1, max_value=n_pages, value=1, step=1, key="compare_page"))
+shown = compare.page_of(rows, page_no)
+p2.caption(f"{len(rows)} of {len(per_image)} images match · page {page_no} of {n_pages}")
+if len(shown) == 0:
+    st.info("No image matches these filters: widen the hue range or choose other classes.", icon="ℹ️")
+    st.stop()
+
+grid = compare.render_rows(images, [results[s].predictions for s in specs], shown)
+titles = compare.grid_titles([titles_of[s] for s in specs])
+header = st.columns(len(titles))
+for col, title in zip(header, titles):
+    col.markdown(f"**{title}**")
+for i, row in zip(shown.tolist(), grid):
+    cols = st.columns(len(titles))
+    info = per_image.iloc[i]
+    cols[0].image(enlarge(row[0], compare.GRID_SCALE), caption=f"#{i} · {info['class_name']} · hue {info['hue']:.2f}")
+    for j, spec in enumerate(specs, start=1):
+        value = results[spec].per_image[metric].iloc[i]
+        cols[j].image(enlarge(row[j], compare.GRID_SCALE), caption=f"{metric} {value:.3g}")
+    cols[-1].image(enlarge(row[-1], compare.GRID_SCALE), caption="truth")
+
+st.download_button("Download this page as PNG", compare.grid_png(grid, titles), key="compare_export",
+                   file_name=f"compare-{part}-page{page_no}.png", mime="image/png", on_click="ignore",
+                   icon=":material/download:")

@@ -1,0 +1,209 @@
+"""The Compare and Colorize pages, run with AppTest on the bundled sample and a tiny trained run."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.config import TrainConfig
+from core.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPARE = str(ROOT / "dashboard" / "pages" / "3_Compare.py")
+COLORIZE = str(ROOT / "dashboard" / "pages" / "4_Colorize.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder holding one tiny completed U-Net run."""
+    runs = tmp_path_factory.mktemp("compare-runs")
+    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
+                      threads=1), runs / "tiny-unet", progress=False)
+    return runs
+
+
+@pytest.fixture
+def models(runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Only the tiny run is available (no shipped checkpoints); returns its path, the model key."""
+    import core.inference
+
+    monkeypatch.setenv("COLORIZE_RUNS_DIR", str(runs_dir))
+    monkeypatch.setattr(core.inference, "SHIPPED_DIR", tmp_path / "no-checkpoints")
+    st.cache_data.clear()
+    return str(runs_dir / "tiny-unet")
+
+
+@pytest.fixture
+def no_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.inference
+
+    monkeypatch.setenv("COLORIZE_RUNS_DIR", str(tmp_path / "empty-runs"))
+    monkeypatch.setattr(core.inference, "SHIPPED_DIR", tmp_path / "no-checkpoints")
+    st.cache_data.clear()
+
+
+def ok(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def column_titles(at: AppTest) -> list[str]:
+    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+
+
+def row_captions(at: AppTest) -> list[str]:
+    """Captions of the first cell of each grid row: '#index · class · hue h'."""
+    return [c for im in at.image for c in im.captions if c.startswith("#")]
+
+
+def row_index(caption: str) -> int:
+    return int(re.match(r"#(\d+)", caption).group(1))
+
+
+def metric_values(at: AppTest, metric: str = "auc_ab") -> list[float]:
+    return [float(c.split()[1]) for im in at.image for c in im.captions if c.startswith(metric + " ")]
+
+
+def compare_page() -> AppTest:
+    at = AppTest.from_file(COMPARE, default_timeout=TIMEOUT)
+    at.session_state["source"] = "sample"
+    return at
+
+
+# --- Compare ----------------------------------------------------------------------------------------
+def test_compare_grid_columns_follow_the_chosen_models(models):
+    at = ok(compare_page())
+    assert column_titles(at) == ["input", "run:tiny-unet", "truth"]
+    assert len(at.image) == 8 * 3
+    assert len(at.dataframe) == 1 and set(at.dataframe[0].value.index) == {"run:tiny-unet", "gray", "mean_ab"}
+    assert at.download_button(key="compare_export") is not None
+    assert [row_index(c) for c in row_captions(at)] == list(range(8))
+
+    at.multiselect(key="compare_models").set_value([models, "baseline:gray", "baseline:mean_ab"])
+    ok(at)
+    assert column_titles(at) == ["input", "run:tiny-unet", "gray (baseline)", "mean_ab (baseline)", "truth"]
+    assert len(at.image) == 8 * 5
+    assert list(at.dataframe[0].value.index) == list(dict.fromkeys(at.dataframe[0].value.index))  # no repeats
+
+
+def test_compare_class_filter_sort_and_paging_change_the_rows(models):
+    at = ok(compare_page())
+    first_page = row_captions(at)
+
+    at.multiselect(key="compare_classes").set_value(["cat"])
+    ok(at)
+    cats = row_captions(at)
+    assert cats and all(" · cat · " in c for c in cats) and cats != first_page
+
+    at.multiselect(key="compare_classes").set_value([])
+    at.selectbox(key="compare_sort").set_value("metric")
+    ok(at)  # the order control is enabled once a sort is chosen
+    at.radio(key="compare_order").set_value("ascending")
+    ok(at)
+    ascending = metric_values(at)
+    assert len(ascending) == 8 and ascending == sorted(ascending)
+    at.radio(key="compare_order").set_value("descending")
+    ok(at)
+    descending = metric_values(at)
+    assert descending == sorted(descending, reverse=True) and descending[0] > ascending[0]
+
+    at.number_input(key="compare_page").set_value(2)
+    ok(at)
+    assert metric_values(at)[0] <= descending[-1]
+
+    at.slider(key="compare_hue").set_value((0.0, 0.05))
+    ok(at)
+    assert all(float(c.rsplit(" ", 1)[1]) <= 0.05 for c in row_captions(at))
+
+    at.number_input(key="compare_limit").set_value(8)  # one page left: the page number follows
+    ok(at)
+    assert at.number_input(key="compare_page").value == 1
+    at.multiselect(key="compare_classes").set_value(["cat"])  # the first 8 test images are airplanes
+    ok(at)
+    assert row_captions(at) == [] and any("No image matches" in i.value for i in at.info)
+
+
+def test_compare_sort_by_disagreement(models):
+    at = compare_page()
+    at.session_state["compare_limit"] = 100
+    at.session_state["compare_models"] = [models, "baseline:mean_ab"]
+    at.session_state["compare_sort"] = "disagreement"
+    ok(at)
+    shown = [row_index(c) for c in row_captions(at)]
+    assert len(shown) == 8 and shown != list(range(8))
+    assert at.download_button(key="compare_export") is not None
+
+
+def test_compare_without_models_still_offers_baselines(no_models):
+    at = compare_page()
+    at.session_state["compare_limit"] = 50
+    at.run()
+    assert not at.exception
+    assert any("No trained models yet" in i.value for i in at.info)
+    assert column_titles(at) == ["input", "gray (baseline)", "mean_ab (baseline)", "truth"]
+    assert len(at.image) == 8 * 4
+
+
+# --- Colorize ---------------------------------------------------------------------------------------
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_colorize_sample_images(models):
+    at = AppTest.from_file(COLORIZE, default_timeout=TIMEOUT)
+    ok(at)
+    assert any("Upload" in i.value for i in at.info)
+    at.radio(key="colorize_input").set_value("samples")
+    at.select_slider(key="colorize_size").set_value(64)
+    ok(at)
+    picked = at.multiselect(key="colorize_samples").value
+    assert len(picked) == 2
+    # per sample: input | model | original, then the before/after wipe
+    assert len(at.image) == 2 * 3 + 1
+    assert [c for im in at.image for c in im.captions][:3] == ["input (gray)", "run:tiny-unet", "original"]
+    assert len(at.download_button) == 2
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["auc_ab", "psnr", "mae_rgb", "colorfulness_ratio"]
+    assert 0 <= table.loc["run:tiny-unet", "auc_ab"] <= 100
+
+    at.slider(key="colorize_ba_position").set_value(0.2)
+    ok(at)
+
+
+def test_colorize_uploads_with_a_corrupt_file(models):
+    rng = np.random.default_rng(0)
+    gray = Image.fromarray(rng.integers(0, 256, (40, 60), dtype=np.uint8), "L")
+    deep = Image.fromarray(rng.integers(0, 65536, (24, 30), dtype=np.uint16))
+    at = AppTest.from_file(COLORIZE, default_timeout=TIMEOUT)
+    at.run()
+    at.file_uploader(key="colorize_upload").set_value([
+        ("gray.png", png(gray), "image/png"),
+        ("broken.png", b"\x89PNG\r\n\x1a\nbroken", "image/png"),
+        ("deep.png", png(deep), "image/png"),
+    ])
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "broken.png" in at.error[0].value
+    assert [s.value for s in at.subheader] == ["gray.png", "deep.png", "Before / after"]
+    assert len(at.download_button) == 2  # one model, two readable pictures
+    assert len(at.dataframe) == 0  # gray pictures have no colours to score against
+
+
+def test_colorize_without_models(no_models):
+    at = AppTest.from_file(COLORIZE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("No trained models yet" in i.value for i in at.info)
+    assert len(at.file_uploader) == 0

@@ -1,0 +1,210 @@
+"""The Leaderboard and Blind test pages, run headless with Streamlit's AppTest on the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "dashboard"
+LEADERBOARD = DASHBOARD / "pages" / "5_Leaderboard.py"
+BLIND = DASHBOARD / "pages" / "6_Blind_test.py"
+TIMEOUT = 180
+RUN_NAME = "run:tiny-unet"
+
+if str(DASHBOARD) not in sys.path:  # pages import `common` as they do under `streamlit run dashboard/Home.py`
+    sys.path.insert(0, str(DASHBOARD))
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, completed one-epoch U-Net run on a slice of the sample, alone in its runs folder."""
+    from core.config import TrainConfig
+    from core.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny-unet"
+    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
+                      threads=1), out, progress=False)
+    return out
+
+
+def _isolate(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Use ``runs`` as the runs folder, no shipped checkpoints, the sample, and a private tally file."""
+    import streamlit as st
+
+    import core.inference
+
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    tallies = tmp_path / "blind" / "tallies.json"
+    monkeypatch.setenv("COLORIZE_RUNS_DIR", str(runs))
+    monkeypatch.setattr(core.inference, "SHIPPED_DIR", shipped)
+    monkeypatch.setenv("COLORIZE_DATA", "sample")
+    monkeypatch.setenv("COLORIZE_BLIND_TEST_FILE", str(tallies))
+    st.cache_data.clear()
+    return tallies
+
+
+@pytest.fixture
+def with_run(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny run is the only model; returns the tally file."""
+    tallies = _isolate(tiny_run.parent, tmp_path, monkeypatch)
+    yield tallies
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def no_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No run and no shipped checkpoint; returns the tally file."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    tallies = _isolate(runs, tmp_path, monkeypatch)
+    yield tallies
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+def _app(path: Path, **state: object) -> AppTest:
+    at = AppTest.from_file(str(path), default_timeout=TIMEOUT)
+    at.session_state["source"] = "sample"
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.error, *at.success)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+                      .proto.spec)
+
+
+# --- Leaderboard -------------------------------------------------------------------------------------------
+def test_leaderboard_lists_run_and_baselines(with_run: Path) -> None:
+    at = _app(LEADERBOARD, lb_limit=300)  # fewer images than the default, to keep the test quick
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert {RUN_NAME, "gray", "mean_ab"} <= set(table.index.astype(str)) | set(table.iloc[:, 0].astype(str))
+    assert "No trained models yet" not in _text(at)
+    assert "300 test images" in _text(at)
+    assert len(table) == 3
+
+    downloads = at.get("download_button")
+    assert len(downloads) == 1 and "CSV" in downloads[0].label
+    assert downloads[0].proto.url.endswith(".csv")  # served as text/csv
+
+    before = _chart(at, "lb_class_chart")
+    hue_before = _chart(at, "lb_hue_chart")
+    assert {t["name"] for t in before["data"]} == {RUN_NAME, "gray", "mean_ab"}
+    at.selectbox(key="lb_metric").set_value("psnr").run()
+    assert not at.exception
+    after = _chart(at, "lb_class_chart")
+    assert after != before and "psnr" in json.dumps(after["layout"]["title"])
+    assert _chart(at, "lb_hue_chart") != hue_before
+
+
+def test_leaderboard_val_part(with_run: Path) -> None:
+    at = _app(LEADERBOARD, lb_limit=100)
+    assert "100 test images" in _text(at)
+    at.radio(key="lb_part").set_value("val")
+    at.number_input(key="lb_limit").set_value(50)
+    at.run()
+    assert not at.exception and not at.error
+    assert not at.warning
+    assert "50 val images" in _text(at)
+    assert len(at.dataframe[0].value) == 3
+
+
+def test_leaderboard_empty_state(no_models: Path) -> None:
+    at = _app(LEADERBOARD)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.number_input(key="lb_limit").value == 2000
+    assert "1,000 test images" in _text(at)  # the default takes every test image of the sample
+    assert "No trained models yet" in _text(at)
+    table = at.dataframe[0].value
+    assert set(table.index.astype(str)) | set(table.iloc[:, 0].astype(str)) >= {"gray", "mean_ab"}
+    assert len(table) == 2
+    assert len(at.get("download_button")) == 1
+
+
+# --- Blind test ----------------------------------------------------------------------------------------------
+def _tally(path: Path) -> dict:
+    return json.loads(path.read_text())["models"]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_blind_answer_is_recorded(with_run: Path, side: str) -> None:
+    at = _app(BLIND)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert sum(len(el.proto.imgs) for el in at.get("image")) == 2
+    assert "No answers yet" in _text(at)
+    trial = at.session_state["bt_trial"]
+    assert trial.model == RUN_NAME
+    fooled = side != trial.real_side
+
+    at.button(key=f"bt_{side}").click().run()
+    assert not at.exception, at.exception
+    assert _tally(with_run) == {RUN_NAME: {"trials": 1, "fooled": int(fooled)}}
+    text = _text(at)
+    assert ("Fooled!" in text) == fooled and ("Correct" in text) == (not fooled)
+    table = at.dataframe[0].value
+    row = table[table["model"] == RUN_NAME].iloc[0]
+    assert (row["trials"], row["fooled"]) == (1, int(fooled))
+    assert len(at.get("plotly_chart")) == 1
+    assert "bt_trial" in at.session_state  # the next pair is on screen
+    assert sum(len(el.proto.imgs) for el in at.get("image")) == 2
+
+
+def test_blind_chosen_model_and_reset(with_run: Path) -> None:
+    at = _app(BLIND)
+    at.selectbox(key="bt_model").set_value(RUN_NAME).run()
+    for _ in range(3):
+        at.button(key="bt_left").click().run()
+    assert _tally(with_run)[RUN_NAME]["trials"] == 3
+    at.button(key="bt_reset").click().run()
+    assert "Delete all 3 answers" in _text(at)
+    at.button(key="bt_reset_no").click().run()
+    assert _tally(with_run)[RUN_NAME]["trials"] == 3
+    at.button(key="bt_reset").click().run()
+    at.button(key="bt_reset_yes").click().run()
+    assert not at.exception
+    assert _tally(with_run) == {}
+    assert "All answers deleted" in _text(at) and "No answers yet" in _text(at)
+
+
+def test_blind_corrupt_file_shows_error_and_can_be_reset(with_run: Path) -> None:
+    with_run.parent.mkdir(parents=True, exist_ok=True)
+    with_run.write_text("{oops")
+    at = _app(BLIND)
+    assert not at.exception, at.exception
+    assert any("not valid JSON" in e.value for e in at.error)
+    at.button(key="bt_left").click().run()
+    assert not at.exception
+    assert any("not saved" in e.value for e in at.error)
+    assert with_run.read_text() == "{oops"
+    at.button(key="bt_reset").click().run()
+    at.button(key="bt_reset_yes").click().run()
+    assert not at.error and _tally(with_run) == {}
+
+
+def test_blind_empty_state(no_models: Path) -> None:
+    at = _app(BLIND)
+    assert not at.exception, at.exception
+    text = _text(at)
+    assert "No trained models yet" in text and "No answers yet" in text
+    assert not at.get("image")
+    assert not [b for b in at.button if b.key in ("bt_left", "bt_right")]
