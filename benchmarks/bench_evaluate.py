@@ -100,40 +100,47 @@ def main(argv: list[str] | None = None) -> int:
     fig: dict[str, object] = {"source": args.source, "n_images": n, "model": model.name,
                               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                               "data_load_s": t_data}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    fig["load_average_1min"] = load
     print(f"{n} test images of {args.source}; model {model.name}; torch threads {torch.get_num_threads()}; "
-          f"data loaded in {t_data:.1f} s (not counted below)")
+          f"data loaded in {t_data:.1f} s (not counted below); load average {load:.1f} on {os.cpu_count()} CPUs")
 
     # 1. the library's evaluation, end to end
+    c0 = time.process_time()
     result = evaluate(model, prepared, "test", limit=n, batch_size=args.batch_size, keep_predictions=True)
-    t = result.timing
+    t = result.timing | {"cpu_s": time.process_time() - c0}
     fig["evaluate"] = t
     print(f"evaluate()              {t['total_s']:7.2f} s  (Lab conversion {t['convert_s']:.2f} s, "
-          f"forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s; {t['images_per_s']:.0f} images/s)")
+          f"forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s; {t['images_per_s']:.0f} images/s; "
+          f"process CPU time {t['cpu_s']:.1f} s)")
 
     # 2. vectorised metrics alone, on the same predictions
     L, ab = uint8_to_model(prepared.images("test")[:n])
     pred = result.predictions
     assert pred is not None
-    timings = {}
+    timings, cpu = {}, {}
     for ssim in (False, True):  # SSIM last: ``per`` keeps every metric
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         per = per_image_metrics(L, pred, ab, ssim=ssim)
-        timings[ssim] = time.perf_counter() - t1
-    fig["metrics_s"], fig["metrics_no_ssim_s"] = timings[True], timings[False]
-    print(f"metrics, vectorised     {timings[True]:7.2f} s  ({timings[False]:.2f} s without SSIM)")
+        timings[ssim], cpu[ssim] = time.perf_counter() - t1, time.process_time() - c1
+    fig |= {"metrics_s": timings[True], "metrics_no_ssim_s": timings[False], "metrics_cpu_s": cpu[True]}
+    print(f"metrics, vectorised     {timings[True]:7.2f} s  ({timings[False]:.2f} s without SSIM; "
+          f"process CPU time {cpu[True]:.1f} s)")
 
     # 3. the plain per-image way
     m = n if args.plain_limit is None else min(args.plain_limit, n)
     Ln, pn, an = L[:m].numpy(), pred[:m].numpy(), ab[:m].numpy()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     rows = [plain_metrics(Ln[i], pn[i], an[i]) for i in range(m)]
-    t_plain = time.perf_counter() - t1
+    t_plain, c_plain = time.perf_counter() - t1, time.process_time() - c1
     t_plain_full = t_plain * n / m
     plain = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     diff = {k: float(np.max(np.abs(plain[k] - per[k][:m]))) for k in plain}
-    fig |= {"plain_images": m, "plain_s": t_plain, "plain_s_scaled": t_plain_full, "max_abs_diff": diff}
+    fig |= {"plain_images": m, "plain_s": t_plain, "plain_cpu_s": c_plain, "plain_s_scaled": t_plain_full,
+            "max_abs_diff": diff}
     scaled = "" if m == n else f" on {m} images; {t_plain_full:.1f} s scaled to {n}"
-    print(f"metrics, per image      {t_plain:7.2f} s{scaled}  (skimage lab2rgb + SSIM, numpy)")
+    print(f"metrics, per image      {t_plain:7.2f} s{scaled}  (skimage lab2rgb + SSIM, numpy; "
+          f"process CPU time {c_plain:.1f} s)")
     print(f"speed-up of metrics     {t_plain_full / timings[True]:7.1f} x")
     print("largest per-image difference, vectorised vs plain: "
           + ", ".join(f"{k} {v:.2g}" for k, v in diff.items()))

@@ -72,7 +72,10 @@ def _as_nchw(images: np.ndarray, keep_uint8: bool = False) -> torch.Tensor:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected images of shape (N, H, W, 3) or (H, W, 3), got {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # torch warns on read-only memory (e.g. memory-mapped caches)
+        arr = arr.copy()
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2)
     if arr.dtype == np.uint8:
         return t if keep_uint8 else t.float() / 255.0
     return t.float()

@@ -37,7 +37,7 @@ class TrainConfig:
     gan_checkpoints: int = 10  # NoGAN: validations (and checkpoints) during phase 3
     flip: bool = True  # random horizontal flips
     device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # CPU threads; None: all cores
+    threads: int | None = None  # CPU threads; None: the cores not already busy (core.train.default_threads)
     compile: bool = False  # torch.compile the networks
     channels_last: bool = True
     log_every: int = 20  # steps between metrics.jsonl loss records

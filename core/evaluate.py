@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,11 +155,13 @@ def _source_indices(prepared: Any, part: str, n: int) -> np.ndarray:
 @torch.no_grad()
 def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | None = None,
              batch_size: int = 512, ssim: bool = True, progress: bool = False,
-             keep_predictions: bool = False) -> EvalResult:
+             keep_predictions: bool = False, callback: Callable[[int, int], None] | None = None) -> EvalResult:
     """Evaluate a colorizer or baseline on the first ``limit`` images (all when None) of ``part`` of ``prepared``.
 
-    Images go through in batches of ``batch_size``: convert to model space, predict, score; only the
-    per-image figures (and, with ``keep_predictions``, the predicted ab) are kept.
+    ``part`` is ``test`` or ``val`` (``train`` works too). Images go through in batches of ``batch_size``:
+    convert to model space, predict, score; only the per-image figures (and, with ``keep_predictions``, the
+    predicted ab) are kept. ``progress`` shows a tqdm bar on stderr; ``callback(done, total)`` is called
+    after every batch (for a dashboard's progress bar).
     """
     if part not in PARTS and part != "train":
         raise ValueError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
@@ -198,6 +201,8 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
         if keep_predictions:
             kept.append(ab_pred)
         t_convert, t_forward, t_metrics = t_convert + t1 - t0, t_forward + t2 - t1, t_metrics + t3 - t2
+        if callback is not None:
+            callback(min(start + batch_size, n), n)
 
     names = list(getattr(prepared.dataset, "class_names", []) or [])
     class_name = [names[lab] if 0 <= lab < len(names) else "" for lab in labels.tolist()]
@@ -319,6 +324,8 @@ def load_model(spec: str, prepared: Any | None = None, device: str = "cpu") -> A
         return load_colorizer(spec, device=device)
     except (KeyError, TypeError) as e:  # a checkpoint dict without the fields a colorizer needs
         raise _UserError(f"{spec} is not a usable colorizer checkpoint (missing or bad field {e})") from e
+    except RuntimeError as e:  # e.g. --device cuda on a machine without CUDA
+        raise _UserError(f"cannot load {spec} on device {device!r}: {str(e).splitlines()[0][:200]}") from e
 
 
 def _config_of(model: Any) -> dict:

@@ -327,7 +327,9 @@ def _facet_figure(frame: pd.DataFrame, facet: str, title: str, spans: Sequence[M
 
 def loss_figure(records: Sequence[Mapping]):
     """Plotly curves of every logged loss against the step, one panel per loss, phases shaded (None: no records)."""
-    return _facet_figure(loss_frame(records), "loss", "Training losses", phase_spans(records), markers=False)
+    frame = loss_frame(records)
+    few = frame.empty or frame.groupby("loss").size().max() < 30  # short runs: show the points themselves
+    return _facet_figure(frame, "loss", "Training losses", phase_spans(records), markers=bool(few))
 
 
 def val_figure(records: Sequence[Mapping], metrics: Sequence[str] = VAL_METRICS):

@@ -21,7 +21,10 @@ ignored, as is a chain of single wrapper folders at the top (``data/train/...`` 
 (LANCZOS when shrinking, BICUBIC when growing). Grayscale, palette, CMYK and other modes are
 converted to RGB; 16-bit images are scaled to 8 bits; transparency is composited on white. In a
 train/test layout only files under ``train/`` and ``test/`` are read. Images not inside a class
-folder get label -1.
+folder get label -1. EXIF orientation is applied. Large sources are decoded in worker processes
+(``$COLORIZE_DECODE_WORKERS``, default: the usable CPUs up to 4; 1 decodes in this process).
+
+Returned arrays are ordinary writable numpy arrays, also when they come from the cache.
 """
 
 from __future__ import annotations
@@ -233,8 +236,10 @@ def _write_cache(path: Path, ds: Dataset) -> None:
                 raise
         stale_prefix = path.name.rsplit("-", 1)[0] + "-"
         for old in path.parent.glob(f"{stale_prefix}*"):
-            if old != path and old.is_dir():
+            if old.is_dir() and old != path:
                 shutil.rmtree(old, ignore_errors=True)
+            elif old.suffix == ".npz":  # single-file caches of an earlier layout
+                old.unlink(missing_ok=True)
     except OSError as e:  # a read-only or full disk costs speed, not the load
         warnings.warn(f"could not write dataset cache {path}: {e}", stacklevel=3)
     finally:
@@ -440,11 +445,8 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 yield name, tf.extractfile(m).read()
 
 
-def _iter_zip(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> Iterator[tuple[str, bytes]]:
-    for info in infos:
-        name = _clean_name(info.filename)
-        if name is None:
-            continue
+def _iter_zip(zf: zipfile.ZipFile, infos: list[tuple[str, zipfile.ZipInfo]]) -> Iterator[tuple[str, bytes]]:
+    for name, info in infos:
         try:
             data = zf.read(info)
         except Exception:  # a damaged or encrypted member is an undecodable file
@@ -462,7 +464,7 @@ def _read_items(path: Path, size: int, progress: bool, listing: list[tuple[str, 
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
-                infos = [i for i in zf.infolist() if not i.is_dir()]
+                infos = [(n, i) for i in zf.infolist() if not i.is_dir() and (n := _clean_name(i.filename))]
                 return _decode_stream(_iter_zip(zf, infos), size, progress, desc, total=len(infos))
         except (zipfile.BadZipFile, OSError) as e:
             raise DataSourceError(f"cannot read zip archive {path}: {e}; check the file or use a folder") from e
@@ -514,7 +516,7 @@ def _load_path(resolved: str, path: Path, name: str, source: str, size: int, pro
     names, images, ok = _read_items(path, size, progress, listing)
     n_skipped = int(len(ok) - ok.sum())
     if not ok.any():
-        what = f"{len(names)} files, none a decodable image" if names else "no files"
+        what = f"{len(names)} file(s), none a decodable image" if names else "no files"
         raise DataSourceError(f"no images in {path} ({what}); give a folder or archive of image files")
     class_names, parts = _organise(names, images, ok)
     return Dataset(name=name, source=source, class_names=class_names, parts=parts, n_skipped=n_skipped)

@@ -35,6 +35,17 @@ class TrainingError(Exception):
     """A run cannot start or had to stop (bad settings, NaN loss); the message says what to do."""
 
 
+def default_threads() -> int:
+    """CPU threads for a run without ``--threads``: the cores not already busy (1-minute load average), at least 1.
+
+    OpenMP threads that share their cores with other busy processes wait at every barrier for a partner that
+    is not running, so on a loaded machine fewer threads train faster than one per core.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, cores - busy)
+
+
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when available, else CPU."""
     if name == "auto":
@@ -206,11 +217,13 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
         raise TrainingError(f"unknown model {cfg.model!r}; choose one of {sorted(METHODS)}")
 
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    threads = cfg.threads or default_threads()
+    torch.set_num_threads(threads)
     device = select_device(cfg.device)
     run.write_status(state="running", pid=os.getpid(), model=cfg.model, phase="data", message="preparing data",
                      started=run.status().get("started", time.time()), out=str(run.path))
     note = ensure_feature_net(cfg, run, progress)
+    torch.set_num_threads(threads)  # a feature-network run inside this one may have chosen its own
     cfg.save(run.config)
     prepared, train_data, val_data = load_training_data(cfg, device, progress)
     prepared.split.save(run.split)
@@ -364,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-flip", dest="flip", action="store_false")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores not already busy)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--out", required=True, help="run directory")

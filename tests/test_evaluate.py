@@ -39,7 +39,11 @@ def prepared():
 
 @pytest.fixture(scope="module")
 def result(prepared) -> E.EvalResult:
-    return E.evaluate(FakeColorizer(prepared), prepared, "test", limit=LIMIT, batch_size=64, keep_predictions=True)
+    calls: list[tuple[int, int]] = []
+    out = E.evaluate(FakeColorizer(prepared), prepared, "test", limit=LIMIT, batch_size=48, keep_predictions=True,
+                     callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(48, LIMIT), (96, LIMIT), (LIMIT, LIMIT)]
+    return out
 
 
 def test_baselines(prepared):

@@ -291,10 +291,13 @@ def test_errors_are_one_clear_line(tmp_path):
     (tmp_path / "only_text" / "a.txt").write_text("hello")
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "fake.tar.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 50)
+    whole = write_source({f"{i}.png": encode(rgb(i)) for i in range(40)}, tmp_path, ".tar.gz").read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(whole[: len(whole) // 2])
     only_text_zip = write_source({"a/readme.txt": b"x", ".hidden.png": encode(rgb(1))}, tmp_path, ".zip")
     cases = [("missing", "not found"), ("empty", "is empty"), ("only_text", "no images"),
              ("notes.txt", "not a folder or a supported archive"), ("fake.tar.gz", "not a folder or a supported"),
-             (only_text_zip.name, r"no images .*\(1 files, none a decodable image\)")]
+             ("cut.tar.gz", "cannot read tar archive"),
+             (only_text_zip.name, r"no images .*\(1 file\(s\), none a decodable image\)")]
     for name, message in cases:
         with pytest.raises(DataSourceError, match=message) as err:
             load_dataset(str(tmp_path / name), cache_dir=tmp_path / "cache", progress=False)

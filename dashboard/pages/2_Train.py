@@ -192,8 +192,10 @@ def panel(path: str, was_active: bool) -> None:
     if was_active and not is_active(status):
         st.rerun()  # finished: refresh the whole page (table, buttons) and stop refreshing
     fields = status_fields(status)
-    for col, (label, value) in zip(st.columns(len(fields)), fields.items()):
-        col.metric(label, value)
+    items = list(fields.items())
+    for start in range(0, len(items), 3):  # rows of three, so long values (states, ETAs) are not cut off
+        for col, (label, value) in zip(st.columns(3), items[start : start + 3]):
+            col.metric(label, value)
     if is_active(status) and status.get("total_steps"):
         st.progress(min(1.0, float(status.get("step") or 0) / float(status["total_steps"])))
     message = str(status.get("message") or "")

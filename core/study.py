@@ -1,0 +1,171 @@
+"""The study's figures and tables, each made by one command.
+
+    python -m core.study figure  --source SRC [--models A.pt B.pt ...] --out docs/comparison.png
+    python -m core.study splits  --source SRC --runs runs/split-* [--json OUT] [--markdown OUT]
+    python -m core.study inflection --run runs/ship-nogan --out docs/nogan_inflection.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.figures import image_grid, save_png
+from core.runs import PROJECT_ROOT, RunDir
+from core.sources import DataSourceError
+
+DEFAULT_MODELS = [PROJECT_ROOT / "checkpoints" / f"{m}.pt" for m in ("unet", "dcgan", "nogan")]
+
+
+def fixed_test_indices(labels: np.ndarray, per_class: int = 1, offset: int = 0) -> np.ndarray:
+    """The first ``per_class`` test images of every class (after ``offset`` of each): a fixed, balanced set."""
+    out = []
+    for c in np.unique(labels[labels >= 0]):
+        out.extend(np.flatnonzero(labels == c)[offset : offset + per_class].tolist())
+    return np.asarray(sorted(out), dtype=np.int64)
+
+
+def comparison_figure(source: str, models: list[str | Path], per_class: int = 1, scale: int = 4) -> np.ndarray:
+    """Rows of gray | each model | truth for a fixed, class-balanced set of test images."""
+    from core.data import prepare
+    from core.inference import load_colorizer
+
+    prepared = prepare(source, progress=False)
+    images, labels = prepared.images("test"), prepared.labels("test")
+    idx = fixed_test_indices(labels, per_class)
+    L, ab = uint8_to_model(images[idx])
+    columns = [rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))]
+    titles = ["gray"]
+    for spec in models:
+        colorizer = load_colorizer(spec)
+        columns.append(rgb_to_uint8(model_to_rgb(L, colorizer.predict(L))))
+        titles.append(colorizer.method if colorizer.method not in titles else colorizer.name)
+    columns.append(rgb_to_uint8(model_to_rgb(L, ab)))
+    titles.append("truth")
+    rows = [[col[i] for col in columns] for i in range(len(idx))]
+    return image_grid(rows, scale=scale, titles=titles)
+
+
+def split_study(source: str, runs: list[str | Path], parts: tuple[str, ...] = ("val", "test")) -> pd.DataFrame:
+    """Metrics of each split-study run on its own validation part and the common test part, with the KS statistic."""
+    from core.data import prepare
+    from core.evaluate import evaluate
+    from core.inference import load_colorizer
+
+    rows = []
+    for spec in runs:
+        run = RunDir(Path(spec))
+        cfg = json.loads(run.config.read_text())
+        prepared = prepare(source, cfg["split"], cfg["val_fraction"], cfg["seed"], cfg["gray_threshold"],
+                           progress=False)
+        colorizer = load_colorizer(run.path)
+        row = {"run": run.id, "split": cfg["split"], "seed": cfg["seed"], "ks_hue": prepared.summary()["ks_hue"],
+               "epochs": cfg["epochs"], "limit": cfg["limit"], "width": cfg["width"]}
+        for part in parts:
+            m = evaluate(colorizer, prepared, part=part, ssim=False).metrics
+            row |= {f"{part}_{k}": m[k] for k in ("auc_ab", "mae_rgb", "psnr", "colorfulness_ratio")}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def split_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation across seeds, per split kind."""
+    numeric = [c for c in table.columns if c not in ("run", "split", "seed", "epochs", "limit", "width")]
+    return table.groupby("split")[numeric].agg(["mean", "std"])
+
+
+def inflection_plot(run_dir: str | Path, out: str | Path) -> dict:
+    """Validation colorfulness ratio and auc_ab over NoGAN's GAN phase, with the chosen checkpoint marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = RunDir(Path(run_dir))
+    vals = [r for r in run.metrics() if r.get("type") == "val"]
+    gan = [r for r in vals if r.get("phase") == "gan"]
+    if not gan:
+        raise ValueError(f"{run.path} has no validation records of a GAN phase; is it a finished NoGAN run?")
+    before = [r for r in vals if r.get("phase") == "generator"][-1:]
+    records = before + gan
+    best_step = int(load_checkpoint(run.best)["step"])
+    steps = [r["step"] for r in records]
+    fig, ax1 = plt.subplots(figsize=(7, 3.6), dpi=120)
+    ax1.plot(steps, [r["auc_ab"] for r in records], "o-", color="#1f77b4", label="auc_ab")
+    ax1.set_xlabel("training step (first point: end of phase 1, generator only)")
+    ax1.set_ylabel("validation auc_ab", color="#1f77b4")
+    ax2 = ax1.twinx()
+    ax2.plot(steps, [r["colorfulness_ratio"] for r in records], "s--", color="#d9480f", label="colorfulness ratio")
+    ax2.set_ylabel("validation colorfulness ratio", color="#d9480f")
+    ax1.axvline(best_step, color="gray", linestyle=":")
+    ax1.annotate("chosen (best.pt)", (best_step, ax1.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
+    ax1.set_title("NoGAN: validation over the GAN phase")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return {"steps": steps, "auc_ab": [r["auc_ab"] for r in records],
+            "colorfulness_ratio": [r["colorfulness_ratio"] for r in records], "best_step": best_step}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.study", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("figure", help="gray | models | truth for fixed test images, as a PNG")
+    f.add_argument("--source", required=True)
+    f.add_argument("--models", nargs="+", default=[str(m) for m in DEFAULT_MODELS])
+    f.add_argument("--per-class", type=int, default=1)
+    f.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("splits", help="the random vs hue split study, from its runs")
+    s.add_argument("--source", required=True)
+    s.add_argument("--runs", nargs="+", required=True)
+    s.add_argument("--json", type=Path)
+    s.add_argument("--markdown", type=Path)
+    i = sub.add_parser("inflection", help="NoGAN's GAN phase: validation curves with the chosen checkpoint")
+    i.add_argument("--run", required=True)
+    i.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        if args.command == "figure":
+            save_png(comparison_figure(args.source, args.models, args.per_class), args.out)
+            print(f"wrote {args.out}")
+        elif args.command == "splits":
+            table = split_study(args.source, args.runs)
+            summary = split_summary(table)
+            with pd.option_context("display.width", 200, "display.max_columns", 40):
+                print(table.to_string(index=False, float_format="%.3f"))
+                print(summary.to_string(float_format="%.3f"))
+            if args.json:
+                args.json.write_text(json.dumps({"runs": table.to_dict(orient="records"),
+                                                 "summary": json.loads(summary.to_json())}, indent=1))
+            if args.markdown:
+                args.markdown.write_text(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
+                                         else table.to_string(index=False, float_format="%.3f"))
+        else:
+            info = inflection_plot(args.run, args.out)
+            print(json.dumps(info))
+    except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, and a tiny
+training job started from the Train page completes and can be picked on the Compare page.
+
+The dashboard runs as a subprocess on a free port with its runs and cache in a temporary folder and the bundled
+sample as data. Screenshots of every page go to ``artifacts/screenshots/``. Needs ``/usr/bin/chromium``
+(``make browser``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_util import (
+    CHROMIUM,
+    PAGES,
+    ROOT,
+    Dashboard,
+    launch_chromium,
+    open_page,
+    save_screenshot,
+    start_dashboard,
+    stop_dashboard,
+    wait_for_app_run,
+)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium with `make browser`", allow_module_level=True)
+expect = playwright_api.expect
+
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+RUN_NAME = "e2e-unet"
+PAGE_TIMEOUT_MS = 150_000  # a cold first load decodes the sample and evaluates the baselines
+TRAIN_TIMEOUT_MS = 180_000
+FORM = {"Epochs": 1, "Width": 8, "Batch size": 32, "Image limit": 256, "Validation limit": 64}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The dashboard on a free port, with private runs and cache folders; always stopped afterwards."""
+    dash = start_dashboard(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield dash
+    finally:
+        stop_dashboard(dash)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, server: Dashboard) -> Iterator[object]:
+    """A fresh browser tab (its own Streamlit session)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def no_exception(page, server: Dashboard, where: str) -> None:
+    exceptions = page.get_by_test_id("stException")
+    if exceptions.count():
+        pytest.fail(f"{where} shows an exception:\n{exceptions.first.inner_text()}\n--- server log ---\n"
+                    f"{server.log_tail()}")
+
+
+def screenshot(page, name: str) -> None:
+    save_screenshot(page, SCREENSHOTS / f"{name}.png")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", list(PAGES), ids=[p or "Home" for p in PAGES])
+def test_page_renders(page, server: Dashboard, path: str) -> None:
+    """Each page loads at its own URL with its title and no exception."""
+    open_page(page, f"{server.url}/{path}", PAGE_TIMEOUT_MS)
+    screenshot(page, path or "Home")
+    no_exception(page, server, f"/{path}")
+    assert page.url.rstrip("/") == f"{server.url}/{path}".rstrip("/"), "the page was not found at its URL"
+    expect(page.locator("h1").filter(has_text=PAGES[path]).first).to_be_visible(timeout=30_000)
+
+
+def run_row_cell(page, run: str, column: int):
+    """A cell of ``run``'s row in the runs table (columns counted from 1: run, state, progress, ...)."""
+    row = page.get_by_test_id("stDataFrame").locator("tr[role='row']").filter(
+        has=page.locator("td[aria-colindex='1']", has_text=re.compile(f"^{re.escape(run)}$")))
+    return row.locator(f"td[aria-colindex='{column}']")
+
+
+@pytest.mark.timeout(420)
+def test_train_then_compare(page, server: Dashboard) -> None:
+    """Start a tiny U-Net from the Train form, see it complete, then select it on Compare and see its column."""
+    open_page(page, f"{server.url}/Train", PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Train")
+    expect(page.get_by_role("button", name="Start training")).to_be_visible(timeout=30_000)
+    for label, value in FORM.items():
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+    page.get_by_label("Run name", exact=True).fill(RUN_NAME)
+    page.get_by_role("button", name="Start training").click()
+
+    expect(run_row_cell(page, RUN_NAME, 1)).to_be_attached(timeout=60_000)  # canvas fallback: never "visible"
+    state = run_row_cell(page, RUN_NAME, 2)
+    expect(state).to_have_text(re.compile("^(completed|failed|cancelled)$"), timeout=TRAIN_TIMEOUT_MS)
+    log = server.runs_dir / RUN_NAME / "log.txt"
+    assert state.inner_text() == "completed", log.read_text() if log.is_file() else "(no log)"
+    expect(run_row_cell(page, RUN_NAME, 5)).to_have_text("unet", timeout=30_000)
+    state_metric = page.get_by_test_id("stMetric").filter(has=page.get_by_text("state", exact=True))
+    expect(state_metric.get_by_test_id("stMetricValue")).to_have_text("completed", timeout=30_000)
+    no_exception(page, server, "/Train after the run")
+    screenshot(page, "Train-completed")
+
+    # Compare: the run is among the models; (re)select it and its column of the image grid appears.
+    open_page(page, f"{server.url}/Compare", PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Compare")
+    models = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Models", exact=True))
+    named = re.compile(re.escape(RUN_NAME))
+    column = page.locator("[data-testid='stMarkdownContainer'] strong").filter(
+        has_text=re.compile(f"^(run:)?{re.escape(RUN_NAME)}$"))
+    remove = models.get_by_role("button", name=re.compile(f"^Remove .*{re.escape(RUN_NAME)}"))
+    if remove.count():  # selected by default (it is the newest model): take it out first
+        remove.click()
+        expect(column).to_have_count(0, timeout=PAGE_TIMEOUT_MS)
+    models.get_by_role("combobox", name="Models").click()
+    page.get_by_role("option", name=named).click()
+    page.keyboard.press("Escape")
+    expect(remove).to_be_visible(timeout=30_000)
+    expect(column).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Compare with the run")
+    screenshot(page, "Compare-run")
+
+
+def test_server_log_clean(server: Dashboard) -> None:
+    """The server logged no traceback while the pages were used."""
+    text = Path(server.log).read_text(errors="replace")
+    assert "Traceback" not in text, server.log_tail(80)

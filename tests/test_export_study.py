@@ -1,0 +1,111 @@
+"""Shipping a run (weights-only file + model card), loading colorizers, colorizing pictures, the study commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoint import FORMAT_WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
+from core.config import TrainConfig
+from core.export import export_run
+from core.inference import available_models, colorize_picture, load_colorizer, network_size
+from core.study import comparison_figure, fixed_test_indices, inflection_plot
+from core.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny-unet"
+    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
+                      threads=1), out, progress=False)
+    return out
+
+
+def test_export_writes_half_precision_weights_and_a_card(tiny_run, tmp_path):
+    card = export_run(tiny_run, "unet-test", source="sample", out_dir=tmp_path, limit=100, ssim=False)
+    payload = load_checkpoint(tmp_path / "unet-test.pt")
+    assert payload["format"] == FORMAT_WEIGHTS and "optimizers" not in json.dumps(list(payload))
+    assert all(v.dtype == torch.float16 for v in payload["generator"].values() if v.is_floating_point())
+    on_disk = json.loads((tmp_path / "unet-test.json").read_text())
+    assert on_disk == json.loads(json.dumps(card))
+    assert on_disk["method"] == "unet" and "core.train" in on_disk["command"] and on_disk["machine"]
+    metrics = on_disk["evaluation"]["metrics"]
+    assert set(metrics) == {"unet-test", "gray", "mean_ab"} and on_disk["evaluation"]["n_images"] == 100
+    # the card's metrics are those of the shipped (half precision) file
+    from core.data import prepare
+    from core.evaluate import evaluate
+
+    again = evaluate(load_colorizer(tmp_path / "unet-test.pt"), prepare("sample", progress=False), limit=100,
+                     ssim=False)
+    assert again.metrics["auc_ab"] == pytest.approx(metrics["unet-test"]["auc_ab"], abs=1e-6)
+
+
+def test_load_colorizer_from_run_and_file_and_errors(tiny_run, tmp_path):
+    c = load_colorizer(tiny_run)
+    assert c.method == "unet" and c.path.endswith("best.pt")
+    L = torch.zeros(3, 1, 32, 48)
+    assert c.predict(L).shape == (3, 2, 32, 48)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_colorizer(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_colorizer(tmp_path / "junk.pt")
+    save_checkpoint({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_colorizer(tmp_path / "other.pt")
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    torch.save({"format": FORMAT_WEIGHTS, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_available_models_lists_completed_runs(tiny_run, tmp_path):
+    entries = available_models(checkpoint_dir=tmp_path, runs_dir=tiny_run.parent)
+    assert [(e.kind, e.method) for e in entries] == [("run", "unet")]
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (50, 37)), ("L", (64, 64)), ("RGBA", (20, 90)), ("I;16", (33, 17))])
+def test_colorize_picture_keeps_size_and_full_resolution_L(tiny_run, mode, size):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        img = Image.fromarray(rng.integers(0, 65535, size[::-1], dtype=np.uint16))
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8).squeeze(), mode)
+    out = colorize_picture(load_colorizer(tiny_run), img, net_size=64)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    from core.colour import rgb_to_lab
+    from core.inference import _to_rgb_array
+
+    L_in = rgb_to_lab(_to_rgb_array(img))[..., 0]
+    L_out = rgb_to_lab(out)[..., 0]
+    assert np.abs(L_in - L_out).mean() < 2.0  # luminance is the original's, at full resolution
+
+
+def test_network_size_is_a_multiple_of_16():
+    assert network_size(480, 640, 256) == (192, 256)
+    assert network_size(10, 10, None) == (16, 16)
+    h, w = network_size(1000, 333, 300)
+    assert h % 16 == 0 and w % 16 == 0
+
+
+def test_comparison_figure_has_a_row_per_class_and_a_column_per_model(tiny_run):
+    fig = comparison_figure("sample", [tiny_run], per_class=1, scale=2)
+    # 10 rows of 32*2 px plus padding, 3 columns (gray, model, truth)
+    assert fig.shape[0] > 10 * 64 and fig.shape[1] == 3 * (64 + 2) + 2
+    labels = np.array([0, 1, 0, 2, 1, 2])
+    assert fixed_test_indices(labels, 1).tolist() == [0, 1, 3]
+
+
+def test_inflection_plot_needs_a_gan_phase(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="GAN phase"):
+        inflection_plot(tiny_run, tmp_path / "x.png")
