@@ -66,6 +66,7 @@ class Timing:
 
     @property
     def images_per_s(self) -> float:
+        """Images per wall-clock second."""
         return self.images / self.wall_s
 
 
@@ -87,6 +88,7 @@ class Result:
 
     @property
     def gflops(self) -> float:
+        """Achieved GFLOP/s at the median images per second."""
         return self.images_per_s / self.batch_size * self.flops_per_step / 1e9
 
     @property
@@ -95,6 +97,7 @@ class Result:
         return sum(t.cpu_s for t in self.timings) / (sum(t.wall_s for t in self.timings) * self.threads)
 
     def to_dict(self, peak: float) -> dict:
+        """JSON-ready figures and raw measurements; ``peak`` is the measured matmul GFLOP/s."""
         return {"name": self.name, "images_per_s": self.images_per_s, "gflops": self.gflops,
                 "fraction_of_peak": self.gflops / peak if peak > 0 else None, "cpu_share": self.cpu_share,
                 "flops_per_step": self.flops_per_step, "note": self.note,
@@ -102,8 +105,9 @@ class Result:
                                   "images_per_s": t.images_per_s} for t in self.timings]}
 
 
-def timed(step: Callable[[], None], n: int, batch_size: int) -> Timing:
-    """Run ``step`` ``n`` times and return its wall and CPU time."""
+def timed(step: Callable[[], None], n: int, batch_size: int, threads: int) -> Timing:
+    """Run ``step`` ``n`` times on ``threads`` CPU threads and return its wall and CPU time."""
+    torch.set_num_threads(threads)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         step()
@@ -171,6 +175,7 @@ class ReferenceStep:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
     def __call__(self) -> None:
+        """One step on the next batch (a new epoch's loader when the last one is used up)."""
         try:
             L, ab = next(self.batches)
         except StopIteration:
@@ -249,16 +254,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_text() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def load_text(load: tuple[float, float, float]) -> str:
+    """Load averages (1, 5, 15 minutes) as text."""
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; defaults from ``TrainConfig`` where it has one."""
     d = TrainConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before the first measurement")
-    p.add_argument("--rounds", type=int, default=3, help="alternating engine/reference U-Net measurements")
+    p.add_argument("--rounds", type=int, default=4, help="alternating engine/reference U-Net measurements")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--width", type=int, default=d.width, help="U-Net (and classifier) base width")
     p.add_argument("--disc-width", type=int, default=d.disc_width)
@@ -278,13 +285,107 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Bench:
+    """What every measurement shares: the options, the thread count, the data and its engine tensors."""
+
+    args: argparse.Namespace
+    threads: int
+    images: np.ndarray
+    data: Tensors
+
+    @property
+    def size(self) -> int:
+        """Image height and width."""
+        return int(self.images.shape[1])
+
+    def config(self, model: str, **kw: object) -> TrainConfig:
+        """The training configuration of ``model`` for these options."""
+        a = self.args
+        return TrainConfig(model=model, width=a.width, disc_width=a.disc_width, batch_size=a.batch_size,
+                           device="cpu", threads=self.threads, seed=a.seed, compile=a.compile,
+                           channels_last=a.channels_last, size=self.size, **kw)
+
+    def engine(self, model: str, phases: list[tuple[str, str]], **kw: object) -> list[tuple[Result, EngineStep]]:
+        """Build ``model`` as the engine does and warm up one step function per (label, phase)."""
+        cfg = self.config(model, **kw)
+        torch.manual_seed(cfg.seed)
+        method = build_method(cfg, torch.device("cpu"))
+        flops = {phase: step_flops(method, phase, self.size, cfg.batch_size) for _, phase in phases}
+        if cfg.compile:  # as core.train does
+            for k, net in method.nets.items():
+                method.nets[k] = torch.compile(net)
+        cases = []
+        for label, phase in phases:
+            step = EngineStep(method, cfg, self.data, phase)
+            note = ""
+            if cfg.compile:
+                t = time.perf_counter()
+                step()
+                note = f"compile + first step {time.perf_counter() - t:.1f} s"
+            timed(step, self.args.warmup, cfg.batch_size, self.threads)
+            cases.append((Result(label, flops[phase], cfg.batch_size, self.threads, note=note), step))
+        return cases
+
+    def unet_rounds(self, torch_threads: int) -> tuple[list[Result], list[float], list[float]]:
+        """Engine U-Net and reference loop(s), alternating; per-round engine/reference ratios.
+
+        The second reference, run only when ``--threads`` is not given and the engine's default differs from
+        torch's, keeps torch's own thread count as a plain loop does.
+        """
+        a = self.args
+        [(unet, unet_step)] = self.engine("unet", [("unet (engine)", "train")])
+        flops = 3 * forward_flops(UNet(width=a.width), 1, self.size, a.batch_size)
+        note = f"DataLoader, skimage rgb2lab per image, {a.workers} workers"
+        refs = [(Result("reference U-Net loop", flops, a.batch_size, self.threads, note=note),
+                 ReferenceStep(self.images, a.width, a.batch_size, a.workers, a.seed))]
+        if a.threads is None and torch_threads != self.threads:
+            refs.append((Result(f"reference, torch's {torch_threads} thr", flops, a.batch_size, torch_threads,
+                                note="as above, torch's default thread count"),
+                         ReferenceStep(self.images, a.width, a.batch_size, a.workers, a.seed)))
+        for result, step in refs:
+            timed(step, a.warmup, a.batch_size, result.threads)
+        ratios: list[list[float]] = [[] for _ in refs]
+        for r in range(a.rounds):  # alternate the order, so that none always follows another
+            order = [(unet, unet_step), *refs]
+            for result, step in order if r % 2 == 0 else order[::-1]:
+                result.timings.append(timed(step, a.steps, a.batch_size, result.threads))
+            for i, (ref, _) in enumerate(refs):
+                ratios[i].append(unet.timings[-1].images_per_s / ref.timings[-1].images_per_s)
+        return [unet, *(result for result, _ in refs)], ratios[0], ratios[1] if len(refs) > 1 else []
+
+    def other_methods(self, folder: Path) -> list[Result]:
+        """DCGAN, NoGAN (generator and gan phases) and the classifier, one measurement each."""
+        cases: list[tuple[Result, EngineStep]] = []
+        if "dcgan" in self.args.methods:
+            cases += self.engine("dcgan", [("dcgan", "train")])
+        if "nogan" in self.args.methods:
+            feature_net, desc = nogan_feature_net(self.config("nogan"), folder)
+            nogan = self.engine("nogan", [("nogan (generator phase)", "generator"), ("nogan (gan phase)", "gan")],
+                                feature_net=feature_net)
+            for result, _ in nogan:
+                result.note = "; ".join(x for x in (result.note, f"feature net: {desc}") if x)
+            cases += nogan
+        if "classifier" in self.args.methods:
+            cases += self.engine("classifier", [("classifier", "train")])
+        for result, step in cases:
+            result.timings.append(timed(step, self.args.steps, self.args.batch_size, self.threads))
+        return [result for result, _ in cases]
+
+
+def ratio_text(ratios: list[float]) -> str:
+    """Median ratio and the per-round ratios, as text."""
+    return f"{statistics.median(ratios):.2f}x (per round {', '.join(f'{x:.2f}' for x in ratios)})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Measure, print the table and optionally write JSON; returns the exit status."""
     args = parse_args(argv)
     load_before = os.getloadavg()
+    torch_threads = torch.get_num_threads()
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
-    device = torch.device("cpu")
-    all_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     dataset = load_dataset(args.source, size=32, progress=False)
     images = np.concatenate([part.images for part in dataset.parts.values()])
@@ -293,97 +394,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {len(images)} images in {args.source!r}, fewer than --batch-size {args.batch_size}",
               file=sys.stderr)
         return 1
-    size = images.shape[1]
     t = time.perf_counter()
-    data = Tensors.from_images(images, labels, device)
+    data = Tensors.from_images(images, labels, torch.device("cpu"))
     lab_once_s = time.perf_counter() - t
-    peak = measure_matmul_peak(all_threads)
-
-    def config(model: str, **kw: object) -> TrainConfig:
-        return TrainConfig(model=model, width=args.width, disc_width=args.disc_width, batch_size=args.batch_size,
-                           device="cpu", threads=threads, seed=args.seed, compile=args.compile,
-                           channels_last=args.channels_last, size=size, **kw)
-
-    def engine_case(model: str, phases: list[tuple[str, str]], **kw: object) -> list[tuple[Result, EngineStep]]:
-        cfg = config(model, **kw)
-        torch.manual_seed(args.seed)
-        method = build_method(cfg, device)
-        flops = {phase: step_flops(method, phase, size, args.batch_size) for _, phase in phases}
-        if cfg.compile:
-            for k, net in method.nets.items():
-                method.nets[k] = torch.compile(net)
-        cases = []
-        for label, phase in phases:
-            step = EngineStep(method, cfg, data, phase)
-            note = ""
-            if cfg.compile:
-                t0 = time.perf_counter()
-                step()
-                note = f"compile + first step {time.perf_counter() - t0:.1f} s"
-            timed(step, args.warmup, args.batch_size)
-            cases.append((Result(label, flops[phase], args.batch_size, threads, note=note), step))
-        return cases
+    peak = measure_matmul_peak(cores)
+    bench = Bench(args, threads, images, data)
 
     results: list[Result] = []
     ratios: list[float] = []
+    torch_ratios: list[float] = []
+    if "unet" in args.methods:
+        results, ratios, torch_ratios = bench.unet_rounds(torch_threads)
     with tempfile.TemporaryDirectory() as tmp:
-        if "unet" in args.methods:
-            [(unet, unet_step)] = engine_case("unet", [("unet (engine)", "train")])
-            ref_flops = 3 * forward_flops(UNet(width=args.width), 1, size, args.batch_size)
-            ref = Result("reference U-Net loop", ref_flops, args.batch_size, threads,
-                         note=f"DataLoader, skimage rgb2lab per image, {args.workers} workers")
-            ref_step = ReferenceStep(images, args.width, args.batch_size, args.workers, args.seed)
-            timed(ref_step, args.warmup, args.batch_size)
-            for r in range(args.rounds):  # alternate which goes first, so neither always follows the other
-                order = [(unet, unet_step), (ref, ref_step)]
-                for result, step in order if r % 2 == 0 else order[::-1]:
-                    result.timings.append(timed(step, args.steps, args.batch_size))
-                ratios.append(unet.timings[-1].images_per_s / ref.timings[-1].images_per_s)
-            results += [unet, ref]
-        others: list[tuple[Result, EngineStep]] = []
-        if "dcgan" in args.methods:
-            others += engine_case("dcgan", [("dcgan", "train")])
-        if "nogan" in args.methods:
-            probe = config("nogan")
-            feature_net, feature_desc = nogan_feature_net(probe, Path(tmp))
-            cases = engine_case("nogan", [("nogan (generator phase)", "generator"), ("nogan (gan phase)", "gan")],
-                                feature_net=feature_net)
-            for result, _ in cases:
-                result.note = "; ".join(x for x in (result.note, f"feature net: {feature_desc}") if x)
-            others += cases
-        if "classifier" in args.methods:
-            others += engine_case("classifier", [("classifier", "train")])
-        for result, step in others:
-            result.timings.append(timed(step, args.steps, args.batch_size))
-            results.append(result)
+        results += bench.other_methods(Path(tmp))
     load_after = os.getloadavg()
 
-    ratio = statistics.median(ratios) if ratios else None
-    print(f"CPU: {cpu_name()}, {all_threads} cores; torch {torch.__version__}; "
-          f"{threads} thread(s){'' if args.threads else ' (engine default: cores not already busy)'}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; after: {load_text()}")
-    print(f"data: {len(images)} images ({args.source}, {size}x{size}); engine converts all to Lab once in "
-          f"{lab_once_s:.2f} s, the reference converts each image with skimage at every fetch")
+    print(f"CPU: {cpu_name()}, {cores} cores; torch {torch.__version__}; "
+          f"{threads} thread(s){'' if args.threads else ' (engine default: the cores not already busy)'}")
+    print(f"load average (1, 5, 15 min) before: {load_text(load_before)}; after: {load_text(load_after)}")
+    print(f"data: {len(images)} images ({args.source}, {bench.size}x{bench.size}); the engine converts them to Lab "
+          f"once ({lab_once_s:.2f} s), the reference converts each image with skimage at every fetch")
     print(f"batch {args.batch_size}, U-Net width {args.width}, discriminator width {args.disc_width}, "
           f"channels_last {args.channels_last}, compile {args.compile}; {args.warmup} warm-up step(s), "
           f"{args.steps} timed step(s) per measurement, {args.rounds} engine/reference round(s)")
-    print(f"measured matmul peak (float32 2048x2048, all {all_threads} threads, best of 5): {peak:.1f} GFLOP/s\n")
-    header = f"{'method':26s} {'images/s':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'CPU share':>9s} {'GFLOP/step':>10s}"
+    print(f"measured matmul peak (float32 2048x2048, all {cores} threads, best of 5): {peak:.1f} GFLOP/s\n")
+    header = (f"{'method':26s} {'thr':>3s} {'images/s':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'CPU share':>9s} "
+              f"{'GFLOP/step':>10s}")
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.name:26s} {r.images_per_s:9.1f} {r.gflops:8.1f} {100 * r.gflops / peak:6.0f}% "
+        print(f"{r.name:26s} {r.threads:3d} {r.images_per_s:9.1f} {r.gflops:8.1f} {100 * r.gflops / peak:6.0f}% "
               f"{100 * r.cpu_share:8.0f}% {r.flops_per_step / 1e9:10.1f}" + (f"   {r.note}" if r.note else ""))
-    if ratio is not None:
-        print(f"\nU-Net engine / reference: {ratio:.2f}x (median of per-round ratios "
-              f"{', '.join(f'{x:.2f}' for x in ratios)}; target >= 1.3x)")
+    if ratios:
+        print(f"\nU-Net engine / reference, same threads: {ratio_text(ratios)}; target >= 1.3x")
+    if torch_ratios:
+        print(f"U-Net engine ({threads} thr) / reference with torch's default {torch_threads} threads: "
+              f"{ratio_text(torch_ratios)}")
     if args.json:
-        out = {"cpu": cpu_name(), "cores": all_threads, "threads": threads, "torch": torch.__version__,
-               "load_before": list(load_before), "load_after": list(load_after),
+        out = {"cpu": cpu_name(), "cores": cores, "threads": threads, "torch_default_threads": torch_threads,
+               "torch": torch.__version__, "load_before": list(load_before), "load_after": list(load_after),
                "settings": {k: v for k, v in vars(args).items() if k != "json"}, "images": len(images),
                "lab_conversion_once_s": lab_once_s, "matmul_peak_gflops": peak,
                "results": [r.to_dict(peak) for r in results],
-               "unet_engine_over_reference": ratio, "unet_round_ratios": ratios}
+               "unet_engine_over_reference": statistics.median(ratios) if ratios else None,
+               "unet_round_ratios": ratios,
+               "unet_engine_over_reference_torch_threads": statistics.median(torch_ratios) if torch_ratios else None,
+               "unet_round_ratios_torch_threads": torch_ratios}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

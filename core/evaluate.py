@@ -33,12 +33,14 @@ from core.metrics import (
     NOT_RANKED,
     RANK_TARGET,
     aggregate,
+    parallel_map,
     per_image_metrics,
     validation_score,
 )
 
 PARTS = ("test", "val")
 HUE_BINS = 12
+PIECE = 128  # images per piece of CPU work (conversion, forward pass) handed to a worker thread
 BASELINE_PREFIX = "baseline:"
 
 
@@ -144,6 +146,31 @@ def hue_bin(hues: np.ndarray, bins: int = HUE_BINS) -> np.ndarray:
     return np.clip(np.floor(np.asarray(hues, dtype=np.float64) * bins), 0, bins - 1).astype(np.int64)
 
 
+def _on_cpu(model: Any) -> bool:
+    """Whether the model runs a network on the CPU (only such models gain from worker threads)."""
+    device = getattr(model, "device", None)
+    return device is not None and torch.device(device).type == "cpu"
+
+
+def _predict(model: Predictor, L: torch.Tensor) -> torch.Tensor:
+    """The model's prediction for a batch; CPU networks run on pieces in single-threaded worker threads,
+    which on a busy machine is much faster than torch's own threads (see :mod:`core.metrics`)."""
+    if not _on_cpu(model):
+        return model.predict(L)
+
+    def piece(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread
+            return model.predict(x)
+
+    return torch.cat(parallel_map(piece, L.split(PIECE)))
+
+
+def _convert(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images -> model-space (L, ab), converted in pieces by the worker threads."""
+    pieces = parallel_map(uint8_to_model, [images[i : i + PIECE] for i in range(0, len(images), PIECE)])
+    return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+
 def _source_indices(prepared: Any, part: str, n: int) -> np.ndarray:
     """Indices of the part's images in the data set's own train/test part (``-1`` when unknown)."""
     idx = getattr(getattr(prepared, "split", None), part, None)
@@ -188,9 +215,9 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
         starts = tqdm(starts, desc=f"evaluating {model.name}", unit="batch", file=sys.stderr)
     for start in starts:
         t0 = time.perf_counter()
-        L, ab_true = uint8_to_model(images[start : start + batch_size])
+        L, ab_true = _convert(images[start : start + batch_size])
         t1 = time.perf_counter()
-        ab_pred = model.predict(L).detach().float().cpu()
+        ab_pred = _predict(model, L).detach().float().cpu()
         if ab_pred.shape != ab_true.shape:
             raise ValueError(f"{model.name} predicted shape {tuple(ab_pred.shape)}, expected {tuple(ab_true.shape)}")
         t2 = time.perf_counter()
@@ -284,7 +311,7 @@ def format_table(table: pd.DataFrame, best: dict[str, str] | None = None) -> str
 
 
 def format_metrics(result: EvalResult) -> str:
-    """The overall metrics of one result as aligned lines."""
+    """The overall metrics of one result as aligned lines, then a short per-class table."""
     lines = [f"model         {result.model} ({result.method})",
              f"images        {result.n_images} {result.part} images of {result.source}"]
     for k in (*METRICS, "score"):
@@ -292,6 +319,9 @@ def format_metrics(result: EvalResult) -> str:
         lines.append(f"{k:<19} {'nan' if math.isnan(v) else f'{v:.4f}'}")
     t = result.timing
     lines.append(f"time          {t['total_s']:.2f} s (forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s)")
+    if len(result.per_class) > 1:
+        cols = ["class_name", "n_images", "psnr", "ssim", "auc_ab", "acc_ab_5", "colorfulness_ratio"]
+        lines += ["", "per class", result.per_class[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     return "\n".join(lines)
 
 

@@ -93,7 +93,9 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "machine": machine_description(),
         "threads": config.get("threads"),
     }
-    if source:
+    if source and ckpt["method"] == "classifier":
+        card["accuracy_val"] = ckpt.get("metrics", {}).get("accuracy")
+    elif source:
         prepared = prepare(source, config["split"], config["val_fraction"], config["seed"], config["gray_threshold"],
                            progress=False)
         colorizer = load_colorizer(target, name=name)
@@ -102,6 +104,8 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
             results[b] = evaluate(make_baseline(b, prepared), prepared, part=part, limit=limit, ssim=ssim)
         card["evaluation"] = {"source": source, "part": part, "n_images": results[name].n_images,
                               "metrics": {k: r.metrics for k, r in results.items()}}
+        ours, gray = results[name].metrics, results["gray"].metrics
+        card["beats_gray"] = bool(ours["auc_ab"] > gray["auc_ab"] and ours["mae_rgb"] < gray["mae_rgb"])
     atomic_write_text(target.with_suffix(".json"), json.dumps(card, indent=1, default=float))
     if size_mb > MAX_FILE_MB:
         print(f"warning: {target} is {size_mb:.1f} MB, above the {MAX_FILE_MB:.0f} MB limit for shipped files",

@@ -23,8 +23,13 @@ values; for uploaded pictures of different sizes every picture counts once, what
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -55,7 +60,7 @@ AB_TOLERANCE = 1e-4
 GRAY_COLORFULNESS = 0.1
 SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-CHUNK_PIXELS = 1 << 16  # images per chunk x H x W: small chunks stay in the CPU cache (64 CIFAR images)
+CHUNK_PIXELS = 1 << 16  # images x H x W per chunk (64 CIFAR images): bounded memory, stays in the CPU cache
 
 
 def _box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -155,6 +160,68 @@ def _chunk_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor
     return out
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+# --- Parallelism -----------------------------------------------------------------------------------
+# Metrics are many small element-wise operations. With torch's OpenMP intra-op threads every operation ends
+# in a barrier, and on a busy machine (a training job beside the dashboard) a descheduled thread stalls them
+# all: measured 10x slower than one thread. Chunks therefore go to a small pool of worker threads that each
+# run torch single-threaded (the OpenMP thread count is a per-thread setting; the caller's is left as it was).
+# torch.set_num_threads also sets the default for threads that have not used torch yet; the pool restores it
+# as soon as its workers have started, once per process.
+_POOL: ThreadPoolExecutor | None = None
+_POOL_KEY: tuple[int, int] | None = None  # (process id, workers) the pool was made for
+_POOL_LOCK = threading.Lock()
+
+
+@functools.cache
+def _openmp_backend() -> bool:
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _init_worker(barrier: threading.Barrier) -> None:
+    torch.get_num_threads()  # the thread's lazy thread-count initialisation happens now, not after the next line
+    torch.set_num_threads(1)
+    barrier.wait()  # every worker is started (and single-threaded) before the caller's setting is restored
+
+
+def _worker_pool(workers: int) -> ThreadPoolExecutor | None:
+    """A pool of ``workers`` single-threaded torch workers, made once per process; None when not usable."""
+    global _POOL, _POOL_KEY
+    if workers < 2 or not _openmp_backend():
+        return None
+    key = (os.getpid(), workers)
+    with _POOL_LOCK:
+        if _POOL_KEY == key:
+            return _POOL  # None after a failed start: do not try again
+        if _POOL is not None and _POOL_KEY is not None and _POOL_KEY[0] == key[0]:
+            _POOL.shutdown(wait=False)
+        caller_threads = torch.get_num_threads()
+        pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            workers, thread_name_prefix="metrics", initializer=_init_worker,
+            initargs=(threading.Barrier(workers, timeout=60),))
+        try:
+            list(pool.map(lambda _: None, range(workers)))
+        except Exception:  # noqa: BLE001 - a pool that failed to start means: compute in the caller's thread
+            pool.shutdown(wait=False)
+            pool = None
+        finally:
+            torch.set_num_threads(caller_threads)  # set_num_threads also sets the default for new threads
+        _POOL, _POOL_KEY = pool, key
+        return pool
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]``, spread over ``torch.get_num_threads()`` single-threaded worker threads.
+
+    For independent CPU tensor work in pieces (metrics, colour conversion, a network's forward pass on
+    sub-batches); runs in the caller's thread when there is one item or torch uses one thread.
+    """
+    pool = _worker_pool(torch.get_num_threads()) if len(items) > 1 else None
+    return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
+
+
 def per_image_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor,
                       ssim: bool = True) -> dict[str, np.ndarray]:
     """Per-image metrics of model-space tensors L (N, 1, H, W), predicted and true ab (N, 2, H, W).
@@ -163,7 +230,8 @@ def per_image_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Ten
     per-image ratio, while :func:`aggregate` uses the ratio of the means; a gray truth (colourfulness
     <= ``GRAY_COLORFULNESS``) gives 1 for a gray prediction and NaN otherwise. ``ssim=False`` skips SSIM
     (the slowest metric) and fills it with NaN. Works in chunks of about ``CHUNK_PIXELS`` pixels, which
-    bounds memory and keeps the working set in the CPU cache.
+    bounds memory and keeps the working set in the CPU cache, spread over ``torch.get_num_threads()``
+    single-threaded workers.
     """
     if L.ndim != 4 or L.shape[1] != 1 or ab_pred.shape != ab_true.shape or ab_pred.shape[1] != 2 \
             or ab_pred.shape[0] != L.shape[0] or ab_pred.shape[2:] != L.shape[2:]:
@@ -171,10 +239,15 @@ def per_image_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Ten
                          f"{tuple(ab_pred.shape)}, {tuple(ab_true.shape)}")
     n, _, h, w = L.shape
     step = max(1, CHUNK_PIXELS // max(1, h * w))
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, n, step):
+    L, ab_pred, ab_true = L.detach().cpu(), ab_pred.detach().cpu(), ab_true.detach().cpu()
+
+    def run(start: int) -> dict[str, torch.Tensor]:
         sl = slice(start, start + step)
-        chunk = _chunk_metrics(L[sl].cpu(), ab_pred[sl].cpu(), ab_true[sl].cpu(), ssim)
+        return _chunk_metrics(L[sl], ab_pred[sl], ab_true[sl], ssim)
+
+    chunks = parallel_map(run, range(0, n, step))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for chunk in chunks:
         for k, v in chunk.items():
             parts.setdefault(k, []).append(v)
     names = [m for m in METRICS if m != "colorfulness_ratio"]

@@ -511,8 +511,9 @@ def _organise(names: list[str], images: np.ndarray, ok: np.ndarray) -> tuple[lis
     return class_names, parts
 
 
-def _load_path(resolved: str, path: Path, name: str, source: str, size: int, progress: bool,
+def _load_path(path: Path, name: str, source: str, size: int, progress: bool,
                listing: list[tuple[str, int, int]] | None) -> Dataset:
+    """Decode a folder or archive and arrange it into parts."""
     names, images, ok = _read_items(path, size, progress, listing)
     n_skipped = int(len(ok) - ok.sum())
     if not ok.any():
@@ -539,10 +540,11 @@ def _load_cifar10(source: str, size: int, cache_dir: str | Path | None, download
             ds = CIFAR10(str(root), train=part == "train", download=download)
         except Exception as e:
             why = "download failed" if download else "files missing or corrupted"
+            detail = " ".join(str(e).split())
             raise DataSourceError(
                 f"CIFAR-10 {why} in {folder}: put the official python batches (data_batch_1..5, test_batch, "
                 f"batches.meta) in that folder or set COLORIZE_CIFAR10_ROOT to their parent, or load a folder or "
-                f"archive path instead (e.g. a CIFAR-10 JPEG archive such as cifar10-jpeg.tar.gz) [{e}]"
+                f"archive path instead (e.g. a CIFAR-10 JPEG archive such as cifar10-jpeg.tar.gz) [{detail}]"
             ) from e
         images = np.ascontiguousarray(ds.data, dtype=np.uint8)
         if size != images.shape[1]:
@@ -588,7 +590,7 @@ def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = Non
         ds = _load_cifar10(source, size, cache_dir, download)
     else:
         assert path is not None
-        ds = _load_path(resolved, path, name, source, size, progress, listing)
+        ds = _load_path(path, name, source, size, progress, listing)
     _write_cache(cache_path, ds)
     return ds
 

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.checkpoint import FORMAT_TRAINING, VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import (
+    FORMAT_TRAINING,
+    VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    weights_payload,
+)
 from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.config import TrainConfig
 from core.data import PreparedData, prepare
@@ -331,6 +338,10 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
                         best_score, best_step = last_metrics["score"], step
                         save_checkpoint(checkpoint_payload(phase), run.best)
                     save_checkpoint(checkpoint_payload(phase), run.last)
+                    if phase.eval_every < spe and method.is_colorizer:  # short phases (NoGAN's GAN phase): keep
+                        # every validated generator, so any point before the inflection can be picked afterwards
+                        save_checkpoint(weights_payload(checkpoint_payload(phase)),
+                                        run.checkpoints / phase.name / f"step_{step:06d}.pt")
                     msg = f"step {step}/{total} ({phase.name}) " + ", ".join(
                         f"{k} {v:.4g}" for k, v in last_metrics.items() if k in ("val_loss", "auc_ab",
                                                                                 "colorfulness_ratio", "accuracy"))

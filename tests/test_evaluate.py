@@ -191,3 +191,24 @@ def test_real_tiny_checkpoint_and_leaderboard_cli(tmp_path, capsys):
 def test_baseline_is_a_plain_object():
     b = Baseline("const", (0.1, -0.2))
     assert torch.allclose(b.predict(torch.zeros(1, 1, 2, 2))[0, :, 0, 0], torch.tensor([0.1, -0.2]))
+
+
+def test_cpu_network_on_worker_threads_matches_a_direct_forward(prepared, tmp_path):
+    """Batches of a CPU colorizer are split into pieces for worker threads; the result must not change."""
+    pytest.importorskip("core.inference")
+    from core.inference import load_colorizer
+    from core.networks import UNet
+
+    torch.manual_seed(1)
+    path = tmp_path / "tiny.pt"
+    from core.checkpoint import FORMAT_WEIGHTS, VERSION, save_checkpoint
+
+    save_checkpoint({"format": FORMAT_WEIGHTS, "version": VERSION, "method": "unet", "config": {"width": 8},
+                     "generator": UNet(width=8).state_dict()}, path)
+    colorizer = load_colorizer(str(path))
+    n = E.PIECE * 2 + 20
+    res = E.evaluate(colorizer, prepared, limit=n, batch_size=n, ssim=False, keep_predictions=True)
+    L, _ = uint8_to_model(prepared.images("test")[:n])
+    assert res.predictions is not None
+    assert torch.allclose(res.predictions, colorizer.predict(L), atol=1e-5)
+    assert res.info["path"] == str(path) and res.method == "unet"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -163,13 +164,20 @@ def test_aggregate_mask_nan_and_empty(smooth_case):
     assert all(math.isnan(v) for v in empty.values())
 
 
-def test_chunking_does_not_change_results(real_case, monkeypatch):
+def test_chunking_and_worker_threads_do_not_change_results(real_case, monkeypatch):
     L, pred, ab = real_case
-    whole = M.per_image_metrics(L, pred, ab)
+    whole = M.per_image_metrics(L, pred, ab)  # one chunk, computed in the caller's thread
+    threads = torch.get_num_threads()
     monkeypatch.setattr(M, "CHUNK_PIXELS", 7 * 32 * 32)
-    chunked = M.per_image_metrics(L, pred, ab)
+    chunked = M.per_image_metrics(L, pred, ab)  # 10 chunks, spread over the worker threads
     for k in M.METRICS:
         assert np.allclose(whole[k], chunked[k], rtol=1e-6, atol=1e-9, equal_nan=True)
+    assert torch.get_num_threads() == threads  # the caller's torch setting is left as it was
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [threads]  # and so is the default of new threads
 
 
 def test_small_images_and_bad_shapes():

@@ -122,6 +122,8 @@ def test_tiny_nogan_run_shows_its_three_phases(tmp_path, classifier_ckpt):
     gan_vals = [r for r in records if r["type"] == "val" and r["phase"] == "gan"]
     best = load_checkpoint(out / "checkpoints" / "best.pt")
     assert best["phase"] == "gan"
+    kept = sorted((out / "checkpoints" / "gan").glob("step_*.pt"))
+    assert len(kept) == len(gan_vals) and load_checkpoint(kept[-1])["format"] == "colorize-weights"
     assert best["best_score"] == pytest.approx(max(r["score"] for r in gan_vals))
 
 

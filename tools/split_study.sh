@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does the hue-stratified split matter? Trains the same U-Net on the random and on the hue split, two seeds
-# each, with one budget for all four (width 16, 3 epochs over the first 10,000 training images of the split).
+# each, with one budget for all four (width 16, 2 epochs over the first 5,000 training images of the split).
 # Summarise afterwards with: python -m core.study splits --runs runs/split-*
 set -u
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ for seed in 0 1; do
     name=split-$split-s$seed
     grep -q '"state": "completed"' "runs/$name/status.json" 2>/dev/null && continue
     resume=(); [ -f "runs/$name/config.json" ] && resume=(--resume)
-    $PY -m core.train --model unet --width 16 --epochs 3 --limit 10000 --val-limit 1000 --batch-size 128 \
+    $PY -m core.train --model unet --width 16 --epochs 2 --limit 5000 --val-limit 1000 --batch-size 128 \
       --source "$DATA" --split "$split" --seed "$seed" --threads 1 --quiet --out "runs/$name" "${resume[@]}" \
       >> "runs/$name.log" 2>&1
   done
