@@ -25,6 +25,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is as readable as any other output
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -50,13 +50,16 @@ def sha256(path: Path) -> str:
 
 def _command(config: dict, out: str) -> str:
     args = {k: v for k, v in config.items() if k not in ("log_every", "n_samples", "size", "compile", "channels_last")}
+    if "flip" in args:  # the command line spells the default (flips on) as nothing, and off as --no-flip
+        args["no_flip"] = not args.pop("flip")
     args["out"] = out
     cmd = train_command(args, python="python")
     return " ".join(cmd)
 
 
 def export_run(run_dir: str | Path, name: str, source: str | None = None, part: str = "test", half: bool = True,
-               out_dir: str | Path | None = None, limit: int | None = None, ssim: bool = True) -> dict:
+               out_dir: str | Path | None = None, limit: int | None = None, ssim: bool = True,
+               note: str = "") -> dict:
     """Write ``<name>.pt`` (weights only) and ``<name>.json`` (model card) from a run's best.pt; returns the card."""
     from core.baselines import make_baseline
     from core.data import prepare
@@ -92,6 +95,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "wall_time_s": round(float(status.get("finished", time.time())) - float(status.get("started", time.time())), 1),
         "machine": machine_description(),
         "threads": config.get("threads"),
+        "note": note,
     }
     if source and ckpt["method"] == "classifier":
         card["accuracy_val"] = ckpt.get("metrics", {}).get("accuracy")
@@ -122,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int)
     p.add_argument("--float32", action="store_true", help="ship float32 weights instead of float16")
     p.add_argument("--out-dir", type=Path)
+    p.add_argument("--note", default="", help="free text for the card, e.g. what else ran on the machine")
     args = p.parse_args(argv)
     try:
         card = export_run(args.run, args.name, args.source, args.part, half=not args.float32, out_dir=args.out_dir,
-                          limit=args.limit)
+                          limit=args.limit, note=args.note)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

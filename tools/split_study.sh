@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Does the hue-stratified split matter? Trains the same U-Net on the random and on the hue split, two seeds
-# each, with one budget for all four (width 16, 2 epochs over the first 5,000 training images of the split).
+# Does the hue-stratified split matter? Trains the same U-Net on the random and on the hue split, four seeds
+# each, with one budget for all eight (width 16, 2 epochs over the first 5,000 training images of the split).
 # Summarise afterwards with: python -m core.study splits --runs runs/split-*
 set -u
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ renice -n -5 $$ >/dev/null 2>&1 || true
 while [ -n "${WAIT_FOR:-}" ] && ! grep -qE '"state": "(completed|failed|cancelled)"' "runs/$WAIT_FOR/status.json" 2>/dev/null; do
   sleep 30
 done
-for seed in 0 1; do
+for seed in ${SEEDS:-0 1 2 3}; do
   for split in random hue; do
     name=split-$split-s$seed
     grep -q '"state": "completed"' "runs/$name/status.json" 2>/dev/null && continue
