@@ -298,6 +298,25 @@ def _decode_image(data: bytes | str, size: int) -> np.ndarray | None:
         return None
 
 
+def _fast_jpeg(data: bytes | str, size: int) -> np.ndarray | None:
+    """JPEG bytes already of the target size, decoded by torchvision's libjpeg (about twice PIL's speed on
+    32x32 images, the same pixels); None when this path does not apply and PIL should decode."""
+    if not isinstance(data, bytes) or data[:2] != b"\xff\xd8" or b"Exif" in data[:64]:
+        return None
+    tvio = sys.modules.get("torchvision.io")  # only when torch is already loaded: never pay its import here
+    if tvio is None:
+        return None
+    try:
+        import torch
+
+        t = tvio.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=tvio.ImageReadMode.RGB)
+    except Exception:  # unusual JPEGs (CMYK, progressive quirks, corrupt): PIL decides
+        return None
+    if tuple(t.shape) != (3, size, size):
+        return None
+    return t.permute(1, 2, 0).numpy()
+
+
 def _decode_chunk(items: list[bytes | str], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode a list of images; returns (images, ok) where ok marks the ones that decoded."""
     out = np.zeros((len(items), size, size, 3), np.uint8)
@@ -305,7 +324,9 @@ def _decode_chunk(items: list[bytes | str], size: int) -> tuple[np.ndarray, np.n
     with warnings.catch_warnings():  # PIL's warnings (EXIF, palette, large images) on user files are noise here
         warnings.simplefilter("ignore")
         for i, data in enumerate(items):
-            img = _decode_image(data, size)
+            img = _fast_jpeg(data, size)
+            if img is None:
+                img = _decode_image(data, size)
             if img is not None:
                 out[i] = img
                 ok[i] = True
@@ -350,6 +371,8 @@ def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress
         nonlocal pool, use_pool
         inputs.append(chunk)
         if use_pool and pool is None and len(inputs) > POOL_MIN_CHUNKS:
+            if "torchvision" in sys.modules:  # loaded already (training, dashboard): use its faster JPEG decoder
+                import torchvision.io  # noqa: F401
             try:
                 pool = _make_pool(_n_workers())
             except Exception:  # no worker processes here (sandbox, limits): decode in this process
