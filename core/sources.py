@@ -298,18 +298,45 @@ def _decode_image(data: bytes | str, size: int) -> np.ndarray | None:
         return None
 
 
+_JPEG_OP: list = []  # [op or None] once resolved
+_RGB_MODE = 3  # torchvision.io.ImageReadMode.RGB
+
+
+def _jpeg_op():
+    """torchvision's CPU JPEG decoder as a torch op, loaded from its extension library alone (milliseconds,
+    where importing torchvision takes seconds); None when torch is not loaded here or the library is missing."""
+    if not _JPEG_OP:
+        op = None
+        if "torch" in sys.modules:
+            try:
+                import importlib.util
+
+                import torch
+
+                spec = importlib.util.find_spec("torchvision")
+                if spec is not None and spec.submodule_search_locations:
+                    lib = Path(spec.submodule_search_locations[0]) / "image_stable.so"
+                    if lib.is_file():
+                        torch.ops.load_library(str(lib))
+                        op = torch.ops.image.decode_jpeg
+            except Exception:  # any trouble loading it: PIL decodes everything
+                op = None
+        _JPEG_OP.append(op)
+    return _JPEG_OP[0]
+
+
 def _fast_jpeg(data: bytes | str, size: int) -> np.ndarray | None:
     """JPEG bytes already of the target size, decoded by torchvision's libjpeg (about twice PIL's speed on
     32x32 images, the same pixels); None when this path does not apply and PIL should decode."""
     if not isinstance(data, bytes) or data[:2] != b"\xff\xd8" or b"Exif" in data[:64]:
         return None
-    tvio = sys.modules.get("torchvision.io")  # only when torch is already loaded: never pay its import here
-    if tvio is None:
+    op = _jpeg_op()
+    if op is None:
         return None
     try:
         import torch
 
-        t = tvio.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=tvio.ImageReadMode.RGB)
+        t = op(torch.frombuffer(bytearray(data), dtype=torch.uint8), _RGB_MODE, False)
     except Exception:  # unusual JPEGs (CMYK, progressive quirks, corrupt): PIL decides
         return None
     if tuple(t.shape) != (3, size, size):
@@ -371,8 +398,7 @@ def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress
         nonlocal pool, use_pool
         inputs.append(chunk)
         if use_pool and pool is None and len(inputs) > POOL_MIN_CHUNKS:
-            if "torchvision" in sys.modules:  # loaded already (training, dashboard): use its faster JPEG decoder
-                import torchvision.io  # noqa: F401
+            _jpeg_op()  # resolve the fast JPEG decoder before the workers fork, so they inherit it
             try:
                 pool = _make_pool(_n_workers())
             except Exception:  # no worker processes here (sandbox, limits): decode in this process

@@ -434,3 +434,28 @@ def test_sample_matches_the_shared_archive(tmp_path):
     ds = load_dataset("sample", cache_dir=tmp_path / "cache", progress=False)
     for name, index in wanted.items():
         assert np.array_equal(ds.parts["train"].images[index], found[name]), name
+
+
+def test_fast_jpeg_decoder_gives_the_same_pixels_as_pil():
+    """The libjpeg path used for large archives must agree exactly with PIL on real JPEGs, and defer otherwise."""
+    import tarfile
+
+    import torch  # noqa: F401  (the fast path is only used where torch is loaded)
+
+    from core import sources
+
+    assert sources._jpeg_op() is not None
+    checked = 0
+    with tarfile.open(sources.sample_path()) as tf:
+        for member in tf:
+            if not member.isfile() or not member.name.endswith(".jpg"):
+                continue
+            data = tf.extractfile(member).read()
+            fast = sources._fast_jpeg(data, 32)
+            assert fast is not None and np.array_equal(fast, sources._decode_image(data, 32))
+            checked += 1
+            if checked == 200:
+                break
+    assert checked == 200
+    assert sources._fast_jpeg(b"not a jpeg", 32) is None
+    assert sources._fast_jpeg(data, 16) is None  # other sizes go through PIL's crop and resize
