@@ -146,6 +146,12 @@ def rgb_to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
+def gray_images(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) images reduced to their L channel, shown as gray RGB (what a colorizer sees)."""
+    L, ab = uint8_to_model(np.asarray(images))
+    return rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))
+
+
 # --- Per-image statistics --------------------------------------------------------------------------------
 def hsv_hue_saturation(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HSV hue in [0, 1) and saturation in [0, 1] of (N, 3, H, W) sRGB, as ``skimage.color.rgb2hsv`` defines them."""

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from core.colour import AB_SCALE, image_stats, model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.figures import enlarge, image_grid
+from core.inference import picture_rgb
 from core.metrics import METRICS, per_image_metrics
 
 PAGE_SIZE = 8
@@ -85,12 +86,6 @@ def page_of(rows: np.ndarray, page: int, page_size: int = PAGE_SIZE) -> np.ndarr
 
 
 # --- rendering and export ---------------------------------------------------------------------------
-def gray_images(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W, 3) images with their colour removed (a = b = 0): what the models start from."""
-    L, ab = uint8_to_model(images)
-    return rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))
-
-
 def render_rows(images: np.ndarray, predictions: Sequence[torch.Tensor], rows: np.ndarray) -> list[list[np.ndarray]]:
     """One list per row: gray | each model's prediction | truth, as uint8 (H, W, 3) pictures."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -142,23 +137,6 @@ class Picture:
     @property
     def stem(self) -> str:
         return Path(self.name).stem or "picture"
-
-
-def picture_rgb(image: Image.Image) -> np.ndarray:
-    """Any Pillow picture (gray, palette, RGBA, CMYK, 16-bit, float) -> uint8 (H, W, 3); alpha over white."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = float(arr.max()) if arr.size else 0.0
-        if image.mode == "F" and top <= 1.0:
-            arr = arr * 255.0
-        elif top > 255.0:
-            arr = arr / 65535.0 * 255.0
-        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 
 
 def is_colour(rgb: np.ndarray, threshold: float = 5.0) -> bool:

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.colour import gray_images, model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.figures import enlarge
 from core.splits import HUE_BINS, hue_histogram
 
@@ -184,12 +184,6 @@ def strip_positions(n_available: int, count: int = 6) -> np.ndarray:
     if n_available <= 0:
         return np.zeros(0, dtype=np.int64)
     return np.unique(np.linspace(0, n_available - 1, min(count, n_available)).round().astype(np.int64))
-
-
-def gray_images(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W, 3) images reduced to their L channel, shown as gray RGB (what a colorizer sees)."""
-    L, ab = uint8_to_model(np.asarray(images))
-    return rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))
 
 
 def colorized_images(images: np.ndarray, ab: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from core.checkpoint import CheckpointError, generator_state, load_checkpoint
-from core.colour import lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
+from core.colour import gray_images, lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
 from core.networks import UNet
 from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, list_runs
 
@@ -111,25 +111,33 @@ def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | P
     return out
 
 
+def picture_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow picture (gray, palette, RGBA, CMYK, 16-bit, float) -> uint8 (H, W, 3); alpha over white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        if image.mode == "F" and top <= 1.0:
+            arr = arr * 255.0
+        elif top > 255.0:
+            arr = arr / 65535.0 * 255.0
+        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
 def _to_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
-    """Any PIL image or array (gray, RGBA, palette, 16-bit) -> uint8 (H, W, 3)."""
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * 255.0 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        return np.ascontiguousarray(arr[..., :3])
-    img = image
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        arr = arr / max(1.0, float(arr.max())) * 255.0
-        img = Image.fromarray(arr.astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img)
-    return np.asarray(img.convert("RGB"))
+    """Any PIL image (see :func:`picture_rgb`) or array (gray, RGB(A), float in [0, 1]) -> uint8 (H, W, 3)."""
+    if not isinstance(image, np.ndarray):
+        return picture_rgb(image)
+    arr = image
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * 255.0 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3])
 
 
 def network_size(height: int, width: int, net_size: int | None) -> tuple[int, int]:
@@ -161,6 +169,4 @@ def colorize_picture(colorizer: Colorizer, image: np.ndarray | Image.Image, net_
 
 def gray_picture(image: np.ndarray | Image.Image) -> np.ndarray:
     """The picture's L channel shown as gray RGB: what a colorizer starts from."""
-    lab = rgb_to_lab(_to_rgb_array(image))
-    lab[..., 1:] = 0.0
-    return (np.clip(lab_to_rgb(lab), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return gray_images(_to_rgb_array(image)[None])[0]

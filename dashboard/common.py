@@ -99,9 +99,10 @@ def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
 
 # --- cached calls into core ---------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading data and computing colour statistics…", max_entries=8)
-def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0) -> PreparedData:
+def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
+                  hue_method: str = "circular") -> PreparedData:
     """The prepared data set (decoded images, statistics, split); shared by all sessions."""
-    return prepare(source, split, val_fraction, seed, progress=False)
+    return prepare(source, split, val_fraction, seed, hue_method=hue_method, progress=False)
 
 
 @st.cache_data(show_spinner=False, ttl=5)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from core import compare
-from core.colour import AB_SCALE, uint8_to_model
+from core.colour import AB_SCALE, gray_images, uint8_to_model
 from core.inference import Colorizer, colorize_picture
 from core.metrics import METRICS, PSNR_CAP
 from core.networks import UNet
@@ -200,7 +200,7 @@ def test_score_picture_against_own_colours(sample_images):
     assert same["psnr"] == pytest.approx(PSNR_CAP)
     assert same["mae_rgb"] == pytest.approx(0.0, abs=1e-6)
     assert same["colorfulness_ratio"] == pytest.approx(1.0)
-    gray = compare.gray_images(original[None])[0]
+    gray = gray_images(original[None])[0]
     washed = compare.score_picture(gray, original)
     assert washed["auc_ab"] < 100.0 and washed["mae_rgb"] > 0.0 and washed["colorfulness_ratio"] < 0.1
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ the grayscale images dropped, and the images of any hue range."""
 import streamlit as st
 from common import guarded, load_prepared, page, source_picker
 
-from core.data import PreparedData, prepare
+from core.data import PreparedData
 from core.explore import (
     class_counts_table,
     enlarged,
@@ -22,14 +22,6 @@ DROPPED_LIMIT = 40
 SCALE = 3
 
 
-@st.cache_resource(show_spinner="Splitting…", max_entries=8)
-def prepared_with(source: str, kind: str, val_fraction: float, seed: int, hue_method: str) -> PreparedData:
-    """Prepared data for any hue method (the circular one shares the dashboard-wide cache)."""
-    if hue_method == "circular":
-        return load_prepared(source, kind, val_fraction, seed)
-    return prepare(source, kind, val_fraction, seed, hue_method=hue_method, progress=False)
-
-
 page("Data & splits", "🎨")
 st.title("Data & splits")
 source = source_picker()
@@ -45,7 +37,7 @@ with st.sidebar:
 
 preps: dict[str, PreparedData] = {}
 for kind in SPLIT_KINDS:
-    p = guarded(prepared_with, source, kind, float(val_fraction), seed, hue_method,
+    p = guarded(load_prepared, source, kind, float(val_fraction), seed, hue_method,
                 what=f"Could not prepare source {source!r} (pick another in the sidebar)")
     if p is None:
         st.stop()
