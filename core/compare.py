@@ -26,6 +26,7 @@ from core.metrics import METRICS, per_image_metrics
 
 PAGE_SIZE = 8
 GRID_SCALE = 4
+CAPTION_CHARS = 20  # a caption line under a grid cell (32 px x GRID_SCALE) holds about this many characters
 MAX_SIDE = 2048  # pictures with a longer side are reduced to this before colorizing
 SCORE_SIDE = 1024  # scores are computed on pictures reduced to at most this longer side
 DISPLAY_SIDE = 256  # small pictures are enlarged (nearest-neighbour) to at least this for display
@@ -111,9 +112,40 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def grid_png(rows: list[list[np.ndarray]], titles: Sequence[str], scale: int = GRID_SCALE) -> bytes:
-    """Rows of a comparison as one PNG figure with column titles, cells enlarged ``scale`` times."""
-    return png_bytes(image_grid(rows, scale=scale, titles=list(titles)))
+def grid_captions(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], rows: np.ndarray,
+                  metric: str) -> list[list[str]]:
+    """The line under each cell of a grid: '#index class' under the input, each model's ``metric`` under its
+    prediction, 'hue h' (the truth's mean hue) under the truth."""
+    out = []
+    for i in np.asarray(rows, dtype=np.int64).tolist():
+        info = per_image.iloc[i]
+        values = [f"{t[metric].iloc[i]:.3g}" for t in model_tables]
+        named = [f"{metric} {v}" if len(metric) + len(v) < CAPTION_CHARS else v for v in values]
+        out.append([f"#{i} {info['class_name']}".strip(), *named, f"hue {info['hue']:.2f}"])
+    return out
+
+
+def page_table(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], model_names: Sequence[str],
+               rows: np.ndarray, metric: str) -> pd.DataFrame:
+    """The rows of a grid page as a table: image index, class, mean hue and each model's ``metric``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    table = pd.DataFrame({"image": rows, "class": per_image["class_name"].to_numpy()[rows],
+                          "hue": per_image["hue"].to_numpy()[rows]})
+    for name, t in zip(model_names, model_tables):
+        table[name] = t[metric].to_numpy()[rows]
+    return table.set_index("image")
+
+
+def grid_image(rows: list[list[np.ndarray]], titles: Sequence[str], captions: list[list[str]] | None = None,
+               scale: int = GRID_SCALE) -> np.ndarray:
+    """Rows of a comparison as one picture: column titles, cells enlarged ``scale`` times, a line under each."""
+    return image_grid(rows, scale=scale, titles=list(titles), captions=captions)
+
+
+def grid_png(rows: list[list[np.ndarray]], titles: Sequence[str], scale: int = GRID_SCALE,
+             captions: list[list[str]] | None = None) -> bytes:
+    """:func:`grid_image` encoded as PNG (the figure the Compare page shows and exports)."""
+    return png_bytes(grid_image(rows, titles, captions, scale))
 
 
 # --- pictures ---------------------------------------------------------------------------------------

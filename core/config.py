@@ -35,6 +35,7 @@ class TrainConfig:
     critic_epochs: float = 1.0  # NoGAN phase 2 length, in epochs
     gan_fraction: float = 0.1  # NoGAN phase 3 length, in epochs
     gan_checkpoints: int = 10  # NoGAN: validations (and checkpoints) during phase 3
+    gan_lr: float = 2e-4  # NoGAN: learning rate of both networks in phase 3 (lower = a slower, finer inflection)
     flip: bool = True  # random horizontal flips
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # CPU threads; None: the cores not already busy (core.train.default_threads)

@@ -385,6 +385,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--critic-epochs", type=float, default=d.critic_epochs)
     p.add_argument("--gan-fraction", type=float, default=d.gan_fraction)
     p.add_argument("--gan-checkpoints", type=int, default=d.gan_checkpoints)
+    p.add_argument("--gan-lr", type=float, default=d.gan_lr, help="NoGAN: learning rate of the GAN phase")
     p.add_argument("--no-flip", dest="flip", action="store_false")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)

@@ -242,3 +242,35 @@ def test_sample_pictures_are_enlarged_and_of_different_classes(sample_images):
     with Image.open(io.BytesIO(out[1][1])) as im:
         assert im.size == (256, 256)
         np.testing.assert_array_equal(np.asarray(im.convert("RGB"))[::8, ::8], sample_images[2])
+
+
+def test_grid_captions_and_page_table_follow_the_rows(sample_images):
+    import pandas as pd
+
+    per_image = pd.DataFrame({"class_name": ["cat", "dog", "ship"], "hue": [0.1, 0.5, 0.9]})
+    a = pd.DataFrame({"auc_ab": [90.0, 80.5, 70.25]})
+    b = pd.DataFrame({"auc_ab": [60.0, 50.0, 40.0]})
+    rows = np.array([2, 0])
+    assert compare.grid_captions(per_image, [a, b], rows, "auc_ab") == [
+        ["#2 ship", "auc_ab 70.2", "auc_ab 40", "hue 0.90"], ["#0 cat", "auc_ab 90", "auc_ab 60", "hue 0.10"]]
+    long = pd.DataFrame({"colorfulness_ratio": [0.4321, 1.0, 2.0]})
+    short, too_long = compare.grid_captions(per_image, [long], rows, "colorfulness_ratio")
+    assert short[1] == "colorfulness_ratio 2" and too_long[1] == "0.432"  # the name is left out when too long
+    table = compare.page_table(per_image, [a, b], ["A", "B"], rows, "auc_ab")
+    assert list(table.index) == [2, 0] and list(table.columns) == ["class", "hue", "A", "B"]
+    assert table.loc[2, "A"] == 70.25 and table.loc[0, "B"] == 60.0 and table.loc[0, "class"] == "cat"
+
+
+def test_grid_png_with_captions_adds_a_line_under_each_row(sample_images):
+    rows = compare.render_rows(sample_images[:2], [torch.zeros(2, 2, 32, 32)], np.arange(2))
+    captions = [["#0 a", "x", "hue 0.1"], ["#1 b", "y", "hue 0.2"]]
+    with Image.open(io.BytesIO(compare.grid_png(rows, compare.grid_titles(["m"]), captions=captions))) as im:
+        cell, pad, line = 128, 2, 14
+        assert im.size == (3 * (cell + pad) + pad, line + 2 * (cell + line + pad) + pad)
+        arr = np.asarray(im.convert("RGB"))
+    band = arr[line + pad + cell : line + pad + cell + line, pad : pad + cell]
+    assert (band < 200).any()  # the caption is drawn (dark text on the white band)
+    y = line + pad + (cell + line + pad)  # the second row starts below the first one's caption band
+    np.testing.assert_array_equal(arr[y : y + cell : 4, pad + 2 * (cell + pad) :][:32, : cell : 4], sample_images[1])
+    with pytest.raises(ValueError, match="caption rows"):
+        compare.grid_png(rows, ["a", "b", "c"], captions=captions[:1])

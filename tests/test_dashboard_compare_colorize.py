@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
@@ -57,21 +56,36 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
+def summary(at: AppTest):
+    """The summary metrics table above the grid (one row per model and baseline)."""
+    return at.table[0].value
+
+
+def grid_table(at: AppTest):
+    """The table of the grid page's rows: index = image index; class, hue and one metric column per model."""
+    tables = [t.value for t in at.table]
+    return tables[1] if len(tables) > 1 else None  # the first is the summary of the chosen models
+
+
 def column_titles(at: AppTest) -> list[str]:
-    return [m.value.strip("*") for m in at.markdown if m.value.startswith("**")]
+    """The models of the grid, in column order (from the page table)."""
+    table = grid_table(at)
+    return [] if table is None else [c for c in table.columns if c not in ("class", "hue")]
 
 
-def row_captions(at: AppTest) -> list[str]:
-    """Captions of the first cell of each grid row: '#index · class · hue h'."""
-    return [c for im in at.image for c in im.captions if c.startswith("#")]
+def shown_rows(at: AppTest) -> list[int]:
+    table = grid_table(at)
+    return [] if table is None else [int(i) for i in table.index]
 
 
-def row_index(caption: str) -> int:
-    return int(re.match(r"#(\d+)", caption).group(1))
+def metric_values(at: AppTest, model: str = "run:tiny-unet") -> list[float]:
+    return [float(v) for v in grid_table(at)[model]]
 
 
-def metric_values(at: AppTest, metric: str = "auc_ab") -> list[float]:
-    return [float(c.split()[1]) for im in at.image for c in im.captions if c.startswith(metric + " ")]
+def grid_figure(at: AppTest):
+    """The grid page as the picture the page shows (one image: titles, cells, a caption line under each)."""
+    assert len(at.image) == 1
+    return at.image[0]
 
 
 def compare_page() -> AppTest:
@@ -83,27 +97,28 @@ def compare_page() -> AppTest:
 # --- Compare ----------------------------------------------------------------------------------------
 def test_compare_grid_columns_follow_the_chosen_models(models):
     at = ok(compare_page())
-    assert column_titles(at) == ["input", "run:tiny-unet", "truth"]
-    assert len(at.image) == 8 * 3
-    assert len(at.dataframe) == 1 and set(at.dataframe[0].value.index) == {"run:tiny-unet", "gray", "mean_ab"}
+    assert column_titles(at) == ["run:tiny-unet"]
+    grid_figure(at)
+    assert set(summary(at).index) == {"run:tiny-unet", "gray", "mean_ab"}
     assert at.download_button(key="compare_export") is not None
-    assert [row_index(c) for c in row_captions(at)] == list(range(8))
+    assert shown_rows(at) == list(range(8))
+    assert all(0 <= v <= 100 for v in metric_values(at))
 
     at.multiselect(key="compare_models").set_value([models, "baseline:gray", "baseline:mean_ab"])
     ok(at)
-    assert column_titles(at) == ["input", "run:tiny-unet", "gray (baseline)", "mean_ab (baseline)", "truth"]
-    assert len(at.image) == 8 * 5
-    assert list(at.dataframe[0].value.index) == list(dict.fromkeys(at.dataframe[0].value.index))  # no repeats
+    assert column_titles(at) == ["run:tiny-unet", "gray (baseline)", "mean_ab (baseline)"]
+    grid_figure(at)
+    assert list(summary(at).index) == list(dict.fromkeys(summary(at).index))  # no repeats
 
 
 def test_compare_class_filter_sort_and_paging_change_the_rows(models):
     at = ok(compare_page())
-    first_page = row_captions(at)
+    first_page = shown_rows(at)
 
     at.multiselect(key="compare_classes").set_value(["cat"])
     ok(at)
-    cats = row_captions(at)
-    assert cats and all(" · cat · " in c for c in cats) and cats != first_page
+    cats = shown_rows(at)
+    assert cats and cats != first_page and set(grid_table(at)["class"]) == {"cat"}
 
     at.multiselect(key="compare_classes").set_value([])
     at.selectbox(key="compare_sort").set_value("metric")
@@ -123,14 +138,14 @@ def test_compare_class_filter_sort_and_paging_change_the_rows(models):
 
     at.slider(key="compare_hue").set_value((0.0, 0.05))
     ok(at)
-    assert all(float(c.rsplit(" ", 1)[1]) <= 0.05 for c in row_captions(at))
+    assert all(h <= 0.05 for h in grid_table(at)["hue"])
 
     at.number_input(key="compare_limit").set_value(8)  # one page left: the page number follows
     ok(at)
     assert at.number_input(key="compare_page").value == 1
     at.multiselect(key="compare_classes").set_value(["cat"])  # the first 8 test images are airplanes
     ok(at)
-    assert row_captions(at) == [] and any("No image matches" in i.value for i in at.info)
+    assert shown_rows(at) == [] and any("No image matches" in i.value for i in at.info)
 
 
 def test_compare_sort_by_disagreement(models):
@@ -139,7 +154,7 @@ def test_compare_sort_by_disagreement(models):
     at.session_state["compare_models"] = [models, "baseline:mean_ab"]
     at.session_state["compare_sort"] = "disagreement"
     ok(at)
-    shown = [row_index(c) for c in row_captions(at)]
+    shown = shown_rows(at)
     assert len(shown) == 8 and shown != list(range(8))
     assert at.download_button(key="compare_export") is not None
 
@@ -150,8 +165,8 @@ def test_compare_without_models_still_offers_baselines(no_models):
     at.run()
     assert not at.exception
     assert any("No trained models yet" in i.value for i in at.info)
-    assert column_titles(at) == ["input", "gray (baseline)", "mean_ab (baseline)", "truth"]
-    assert len(at.image) == 8 * 4
+    assert column_titles(at) == ["gray (baseline)", "mean_ab (baseline)"]
+    grid_figure(at)
 
 
 # --- Colorize ---------------------------------------------------------------------------------------

@@ -65,6 +65,16 @@ def test_each_method_lowers_its_loss_on_a_fixed_batch(model, classifier_ckpt):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
 
 
+def test_nogan_gan_phase_runs_at_the_configured_rate(classifier_ckpt):
+    method = build_method(tiny("nogan", feature_net=str(classifier_ckpt), lr=1e-3, gan_lr=3e-5), torch.device("cpu"))
+    method.set_phase("generator")
+    assert method.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    method.set_phase("gan")
+    for opt in method.optimizers.values():
+        assert opt.param_groups[0]["lr"] == pytest.approx(3e-5)
+        assert opt.param_groups[0]["betas"][0] == pytest.approx(0.5)
+
+
 def test_dcgan_losses_match_the_formula_by_hand():
     real = torch.tensor([[2.0, -1.0]])
     fake = torch.tensor([[0.5, -3.0]])

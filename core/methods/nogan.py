@@ -25,7 +25,7 @@ from core.methods.dcgan import discriminator_step, generator_adversarial_loss, s
 from core.networks import Classifier, PatchDiscriminator, UNet, VGGFeatures, freeze
 
 SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[2] / "checkpoints" / "classifier.pt"
-GAN_LR = 2e-4
+CRITIC_LR = 2e-4
 
 
 def load_classifier_features(path: str | Path) -> Classifier:
@@ -98,7 +98,7 @@ class NoGANMethod(Method):
         }
         self.optimizers = {
             "generator": self.adam(self.nets["generator"].parameters()),
-            "discriminator": self.adam(self.nets["discriminator"].parameters(), lr=GAN_LR),
+            "discriminator": self.adam(self.nets["discriminator"].parameters(), lr=CRITIC_LR),
         }
 
     def phases(self, steps_per_epoch: int) -> list[Phase]:
@@ -115,7 +115,7 @@ class NoGANMethod(Method):
         if name == "gan":  # the joint phase runs at the GAN learning rate, with the adversarial beta1
             for opt in self.optimizers.values():
                 for group in opt.param_groups:
-                    group["lr"] = min(group["lr"], GAN_LR)
+                    group["lr"] = self.cfg.gan_lr
                     group["betas"] = (0.5, 0.999)
 
     def optimize(self) -> dict[str, float]:

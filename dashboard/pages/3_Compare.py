@@ -23,7 +23,6 @@ from common import (
 
 from core import compare
 from core.evaluate import BASELINE_PREFIX, best_per_column, leaderboard
-from core.figures import enlarge
 from core.metrics import HIGHER_IS_BETTER, METRICS
 
 page("Compare", "🔍")
@@ -84,7 +83,7 @@ for b in ("gray", "mean_ab"):
 table = guarded(leaderboard, summary, what="Summary")
 if table is not None:
     best = best_per_column(table)
-    st.dataframe(table.style.format(precision=3).apply(
+    st.table(table.style.format(precision=3).apply(
         lambda col: ["font-weight: bold" if best.get(col.name) == i else "" for i in col.index]))
 
 st.subheader("Image by image")
@@ -129,18 +128,11 @@ if len(shown) == 0:
 
 grid = compare.render_rows(images, [results[s].predictions for s in specs], shown)
 titles = compare.grid_titles([titles_of[s] for s in specs])
-header = st.columns(len(titles))
-for col, title in zip(header, titles):
-    col.markdown(f"**{title}**")
-for i, row in zip(shown.tolist(), grid):
-    cols = st.columns(len(titles))
-    info = per_image.iloc[i]
-    cols[0].image(enlarge(row[0], compare.GRID_SCALE), caption=f"#{i} · {info['class_name']} · hue {info['hue']:.2f}")
-    for j, spec in enumerate(specs, start=1):
-        value = results[spec].per_image[metric].iloc[i]
-        cols[j].image(enlarge(row[j], compare.GRID_SCALE), caption=f"{metric} {value:.3g}")
-    cols[-1].image(enlarge(row[-1], compare.GRID_SCALE), caption="truth")
-
-st.download_button("Download this page as PNG", compare.grid_png(grid, titles), key="compare_export",
+tables = [results[s].per_image for s in specs]
+figure = compare.grid_png(grid, titles, captions=compare.grid_captions(per_image, tables, shown, metric))
+st.image(figure, caption=f"Under each model: its {metric} on that image; under the input: the image's index and "
+         "class; under the truth: its mean hue. Pixels enlarged 4x (nearest-neighbour).")
+st.download_button("Download this page as PNG", figure, key="compare_export",
                    file_name=f"compare-{part}-page{page_no}.png", mime="image/png", on_click="ignore",
                    icon=":material/download:")
+st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric).round(3))
