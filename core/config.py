@@ -19,8 +19,8 @@ class TrainConfig:
     gray_threshold: float = 5.0
     seed: int = 0
     epochs: int = 5  # for NoGAN: the epochs of phase 1 (generator alone)
-    limit: int | None = None  # use at most this many training images (first of the split)
-    val_limit: int | None = None  # validate on at most this many validation images
+    limit: int | None = None  # use at most this many training images (a random draw with the seed)
+    val_limit: int | None = None  # validate on at most this many validation images (drawn likewise)
     width: int = 32  # generator (or classifier) base width
     disc_width: int = 64  # discriminator / critic base width
     batch_size: int = 128

@@ -37,8 +37,10 @@ from core.metrics import (
     per_image_metrics,
     validation_score,
 )
+from core.splits import spread_subset
 
 PARTS = ("test", "val")
+SUBSET_SEED = 0  # the draw behind --limit: fixed, so that every model is scored on the same images
 HUE_BINS = 12
 PIECE = 128  # images per piece of CPU work (conversion, forward pass) handed to a worker thread
 BASELINE_PREFIX = "baseline:"
@@ -171,19 +173,20 @@ def _convert(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
 
-def _source_indices(prepared: Any, part: str, n: int) -> np.ndarray:
-    """Indices of the part's images in the data set's own train/test part (``-1`` when unknown)."""
+def _source_indices(prepared: Any, part: str, rows: np.ndarray) -> np.ndarray:
+    """Indices in the data set's own train/test part of the part's images at ``rows`` (``-1`` when unknown)."""
     idx = getattr(getattr(prepared, "split", None), part, None)
-    if idx is None or len(idx) < n:
-        return np.full(n, -1, dtype=np.int64)
-    return np.asarray(idx[:n], dtype=np.int64)
+    if idx is None or len(rows) and len(idx) <= int(rows.max()):
+        return np.full(len(rows), -1, dtype=np.int64)
+    return np.asarray(idx, dtype=np.int64)[rows]
 
 
 @torch.no_grad()
 def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | None = None,
              batch_size: int = 512, ssim: bool = True, progress: bool = False,
              keep_predictions: bool = False, callback: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Evaluate a colorizer or baseline on the first ``limit`` images (all when None) of ``part`` of ``prepared``.
+    """Evaluate a colorizer or baseline on ``part`` of ``prepared``: all its images, or ``limit`` of them drawn
+    with a fixed seed (the same images for every model, every class in proportion).
 
     ``part`` is ``test`` or ``val`` (``train`` works too). Images go through in batches of ``batch_size``:
     convert to model space, predict, score; only the per-image figures (and, with ``keep_predictions``, the
@@ -200,10 +203,12 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
     images = prepared.images(part)
     labels = np.asarray(prepared.labels(part))
     hues = np.asarray(prepared.subset_hues(part))
-    n = len(images) if limit is None else min(limit, len(images))
-    if n == 0:
+    if len(images) == 0:
         raise ValueError(f"part {part!r} of {prepared.dataset.source!r} has no images to evaluate")
-    images, labels, hues = images[:n], labels[:n], hues[:n]
+    rows = spread_subset(len(images), limit, SUBSET_SEED)
+    n = len(rows)
+    if n < len(images):
+        images, labels, hues = images[rows], labels[rows], hues[rows]
 
     t_convert = t_forward = t_metrics = 0.0
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
@@ -234,7 +239,8 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
     names = list(getattr(prepared.dataset, "class_names", []) or [])
     class_name = [names[lab] if 0 <= lab < len(names) else "" for lab in labels.tolist()]
     per_image = pd.DataFrame({
-        "source_index": _source_indices(prepared, part, n),
+        "part_index": rows,
+        "source_index": _source_indices(prepared, part, rows),
         "label": labels.astype(np.int64),
         "class_name": class_name,
         "hue": hues.astype(np.float64),
@@ -397,7 +403,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="run directories, checkpoint files or baseline:NAME; both baselines are always added")
     p.add_argument("--source", help="cifar10, sample, or a folder/archive path (default: the model's, else sample)")
     p.add_argument("--part", choices=PARTS, default="test")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images of the part")
+    p.add_argument("--limit", type=int,
+                   help="evaluate N images of the part (a fixed random draw: the same for every model)")
     p.add_argument("--json", type=Path, help="write the metrics (or the leaderboard) as JSON here")
     p.add_argument("--csv", type=Path, help="write the per-image table (or the leaderboard) as CSV here")
     p.add_argument("--split", choices=("random", "hue"), help="split kind (default: the model's, else hue)")

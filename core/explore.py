@@ -17,7 +17,7 @@ import torch
 
 from core.colour import gray_images, model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.figures import enlarge
-from core.splits import HUE_BINS, hue_histogram
+from core.splits import HUE_BINS, hue_histogram, spread_subset
 
 HEADLINE_METRICS = ("auc_ab", "mae_rgb", "psnr", "colorfulness_ratio")
 STRIP_METHODS = ("unet", "dcgan", "nogan")
@@ -113,7 +113,8 @@ def _get(obj: Any, key: str) -> Any:
 
 def indices_in_hue_range(hues: np.ndarray, lo: float, hi: float, limit: int | None = None,
                          order: str = "hue") -> np.ndarray:
-    """Positions of the hues in [lo, hi) (hi = 1 includes 1; lo > hi wraps round red), by hue or by position."""
+    """Positions of the hues in [lo, hi) (hi = 1 includes 1; lo > hi wraps round red), by hue or by position;
+    with ``limit``, a fixed draw of that many spread over the whole range (not just its start)."""
     h = np.asarray(hues, dtype=np.float64)
     upper = h <= hi if hi >= 1.0 else h < hi
     inside = (h >= lo) & upper if lo <= hi else (h >= lo) | upper
@@ -122,7 +123,7 @@ def indices_in_hue_range(hues: np.ndarray, lo: float, hi: float, limit: int | No
         idx = idx[np.argsort(h[idx], kind="stable")]
     elif order != "position":
         raise ValueError(f"unknown order {order!r}; use hue or position")
-    return idx if limit is None else idx[:limit]
+    return idx[spread_subset(len(idx), limit)]
 
 
 # --- tables -----------------------------------------------------------------------------------------

@@ -126,6 +126,20 @@ def make_split(
                  dropped=np.flatnonzero(is_gray))
 
 
+def spread_subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Positions of ``limit`` of ``n`` items drawn at random with ``seed`` (all of them when ``limit`` is None or
+    not smaller than ``n``), in increasing order.
+
+    Data parts are stored in class order, so "the first N images" would be one or two classes; a seeded random
+    draw keeps every class and hue in proportion, and the same seed always gives the same images.
+    """
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    if limit < 1:
+        raise ValueError(f"a subset needs at least one item, got limit {limit}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False)).astype(np.int64)
+
+
 def hue_histogram(hues: np.ndarray, bins: int = HUE_BINS) -> list[int]:
     """Counts of hue values in ``bins`` equal bins over [0, 1)."""
     counts, _ = np.histogram(hues, bins=bins, range=(0.0, 1.0))

@@ -36,6 +36,7 @@ from core.figures import image_grid, save_png
 from core.methods import METHODS, Method, Phase, build_method
 from core.runs import RunDir
 from core.sources import DataSourceError
+from core.splits import spread_subset
 
 
 class TrainingError(Exception):
@@ -102,8 +103,8 @@ def load_training_data(cfg: TrainConfig, device: torch.device, progress: bool = 
     """Prepare the split and move train and validation subsets to the device, converted to Lab once."""
     prepared = prepare(cfg.source, cfg.split, cfg.val_fraction, cfg.seed, cfg.gray_threshold, size=cfg.size,
                        progress=progress)
-    train_idx = slice(None, cfg.limit)
-    val_idx = slice(None, cfg.val_limit)
+    train_idx = spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed)
+    val_idx = spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed)
     train = Tensors.from_images(prepared.images("train")[train_idx], prepared.labels("train")[train_idx], device)
     val = Tensors.from_images(prepared.images("val")[val_idx], prepared.labels("val")[val_idx], device)
     if len(train) < 2:
@@ -369,8 +370,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--gray-threshold", type=float, default=d.gray_threshold)
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--limit", type=int, default=None, help="use at most N training images")
-    p.add_argument("--val-limit", type=int, default=None, help="validate on at most N images")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use at most N training images (a random draw with --seed, every class in proportion)")
+    p.add_argument("--val-limit", type=int, default=None,
+                   help="validate on at most N images (a random draw with --seed)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--disc-width", type=int, default=d.disc_width)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

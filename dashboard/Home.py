@@ -77,8 +77,9 @@ if prepared is not None and prepared.split.test.size:
                 results.append((entry.name, entry.method, entry.kind, r))
     if results:
         n = results[0][3].n_images
-        st.caption(f"Headline metrics on the first {n} test images of **{source}** (auc_ab and psnr: higher is "
-                   "better; mae_rgb: lower; colorfulness_ratio: closest to 1). The gray baseline predicts no colour.")
+        st.caption(f"Headline metrics on {n} test images of **{source}**, a fixed draw over every class (auc_ab "
+                   "and psnr: higher is better; mae_rgb: lower; colorfulness_ratio: closest to 1). The gray baseline "
+                   "predicts no colour.")
         st.dataframe(headline_table(results).style.format({m: "{:.3f}" for m in HEADLINE_METRICS}),
                      width="stretch")
 elif prepared is not None:
@@ -89,7 +90,8 @@ if prepared is not None and results:
     by_name = {name: r for name, _, _, r in results}
     gray_result = results[0][3]
     positions = strip_positions(gray_result.n_images, STRIP_IMAGES)
-    truth = prepared.images("test")[positions]
+    in_part = gray_result.per_image["part_index"].to_numpy()[positions]  # the images' places in the test part
+    truth = prepared.images("test")[in_part]
     predictions = {f"{METHOD_LABELS.get(e.method, e.method)} · {e.name}": by_name[e.name].predictions[positions]
                    for e in strip_entries if e.name in by_name and by_name[e.name].predictions is not None}
     strip = comparison_strip(truth, predictions, scale=4)
@@ -97,5 +99,5 @@ if prepared is not None and results:
         with col:
             st.markdown(f"**{title}**")
             st.image(picture)
-    st.caption(f"Test images {', '.join(str(int(p)) for p in positions)}, enlarged 4x with nearest-neighbour. "
+    st.caption(f"Test images {', '.join(str(int(p)) for p in in_part)}, enlarged 4x with nearest-neighbour. "
                "One model per method (shipped ones first).")

@@ -20,8 +20,8 @@ LIMIT = 128
 class FakeColorizer:
     """Stand-in for core.inference.Colorizer: half the true colour plus noise, looked up from L."""
 
-    def __init__(self, prepared, part: str = "test", limit: int = LIMIT) -> None:
-        L, ab = uint8_to_model(prepared.images(part)[:limit])
+    def __init__(self, prepared, part: str = "test") -> None:
+        L, ab = uint8_to_model(prepared.images(part))
         self.table = {l.numpy().tobytes(): a for l, a in zip(L, ab)}
         self.name, self.method, self.info = "fake", "unet", {"config": {"width": 8}}
 
@@ -44,6 +44,19 @@ def result(prepared) -> E.EvalResult:
                      callback=lambda done, total: calls.append((done, total)))
     assert calls == [(48, LIMIT), (96, LIMIT), (LIMIT, LIMIT)]
     return out
+
+
+def test_limit_draws_the_same_spread_images_for_every_model(prepared, result):
+    rows = result.per_image["part_index"].to_numpy()
+    assert len(rows) == LIMIT and (np.diff(rows) > 0).all() and rows.max() < len(prepared.images("test"))
+    labels = np.asarray(prepared.labels("test"))
+    assert result.per_image["label"].tolist() == labels[rows].tolist()
+    assert result.per_image["label"].nunique() == len(set(labels.tolist()))  # every class, not the first one or two
+    gray = E.evaluate(make_baseline("gray"), prepared, "test", limit=LIMIT, ssim=False)
+    assert gray.per_image["part_index"].tolist() == rows.tolist()
+    whole = E.evaluate(make_baseline("gray"), prepared, "test", ssim=False)
+    assert whole.per_image["part_index"].tolist() == list(range(len(labels)))
+    np.testing.assert_allclose(whole.per_image["psnr"].to_numpy()[rows], gray.per_image["psnr"].to_numpy())
 
 
 def test_baselines(prepared):
@@ -69,12 +82,13 @@ def test_baselines(prepared):
 def test_per_image_table_and_metrics(result, prepared):
     df = result.per_image
     assert result.n_images == LIMIT and len(df) == LIMIT and df.index.name == "index"
-    assert {"source_index", "label", "class_name", "hue", "hue_bin", *METRICS} <= set(df.columns)
-    assert np.array_equal(df["label"], prepared.labels("test")[:LIMIT])
-    assert np.allclose(df["hue"], prepared.subset_hues("test")[:LIMIT])
+    assert {"part_index", "source_index", "label", "class_name", "hue", "hue_bin", *METRICS} <= set(df.columns)
+    rows = df["part_index"].to_numpy()
+    assert np.array_equal(df["label"], prepared.labels("test")[rows])
+    assert np.allclose(df["hue"], prepared.subset_hues("test")[rows])
     assert df["class_name"].iloc[0] == prepared.dataset.class_names[df["label"].iloc[0]]
     assert result.predictions is not None and result.predictions.shape == (LIMIT, 2, 32, 32)
-    L, ab = uint8_to_model(prepared.images("test")[:LIMIT])
+    L, ab = uint8_to_model(prepared.images("test")[rows])
     from core.metrics import compute_metrics
 
     direct = compute_metrics(L, result.predictions, ab)
@@ -208,7 +222,7 @@ def test_cpu_network_on_worker_threads_matches_a_direct_forward(prepared, tmp_pa
     colorizer = load_colorizer(str(path))
     n = E.PIECE * 2 + 20
     res = E.evaluate(colorizer, prepared, limit=n, batch_size=n, ssim=False, keep_predictions=True)
-    L, _ = uint8_to_model(prepared.images("test")[:n])
+    L, _ = uint8_to_model(prepared.images("test")[res.per_image["part_index"].to_numpy()])
     assert res.predictions is not None
     assert torch.allclose(res.predictions, colorizer.predict(L), atol=1e-5)
     assert res.info["path"] == str(path) and res.method == "unet"

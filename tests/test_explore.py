@@ -77,7 +77,11 @@ def test_indices_in_hue_range() -> None:
     assert explore.indices_in_hue_range(hues, 0.2, 1.0).tolist() == [6, 3, 2, 0, 4]  # hi = 1 includes 1
     assert explore.indices_in_hue_range(hues, 0.0, 1.0, order="position").tolist() == list(range(7))
     assert explore.indices_in_hue_range(hues, 0.85, 0.15).tolist() == [5, 1, 0, 4]  # wraps round red
-    assert explore.indices_in_hue_range(hues, 0.0, 1.0, limit=2).tolist() == [5, 1]
+    two = explore.indices_in_hue_range(hues, 0.0, 1.0, limit=2).tolist()
+    everything = explore.indices_in_hue_range(hues, 0.0, 1.0).tolist()
+    assert len(two) == 2 and set(two) <= set(everything)
+    assert sorted(two, key=everything.index) == two  # still in hue order
+    assert explore.indices_in_hue_range(hues, 0.0, 1.0, limit=2).tolist() == two  # a fixed draw
     assert explore.indices_in_hue_range(hues, 0.6, 0.7).size == 0
     with pytest.raises(ValueError):
         explore.indices_in_hue_range(hues, 0, 1, order="size")

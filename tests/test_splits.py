@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.splits import Split, hue_split, make_split, random_split, split_stats
+from core.splits import Split, hue_split, make_split, random_split, split_stats, spread_subset
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,16 @@ def test_split_stats_histograms_and_class_counts(hues):
     assert len(s["hue_histogram"]["val"]) == 36
     assert sum(s["class_counts"]["train"]) + sum(s["class_counts"]["val"]) == 1000
     assert 0.0 <= s["ks_hue"] <= 1.0
+
+
+def test_spread_subset_draws_across_class_ordered_data():
+    labels = np.repeat(np.arange(10), 100)  # parts are stored class by class
+    rows = spread_subset(len(labels), 50, seed=3)
+    assert len(rows) == 50 and len(set(rows.tolist())) == 50 and (np.diff(rows) > 0).all()
+    assert len(np.unique(labels[rows])) >= 8  # the first 50 would all be class 0
+    assert spread_subset(len(labels), 50, seed=3).tolist() == rows.tolist()
+    assert spread_subset(len(labels), 50, seed=4).tolist() != rows.tolist()
+    assert spread_subset(7, None).tolist() == list(range(7)) == spread_subset(7, 7).tolist() == \
+        spread_subset(7, 100).tolist()
+    with pytest.raises(ValueError, match="at least one"):
+        spread_subset(7, 0)

@@ -46,7 +46,7 @@ chosen = c1.multiselect("Models", list(labels), default=default, format_func=lab
 part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "validation"}.get, horizontal=True,
                 key="compare_part")
 limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
-                            help="Evaluate the first N images of the part"))
+                            help="Evaluate N images of the part (a fixed random draw, the same for every model)"))
 if not chosen:
     st.info("Choose at least one model or baseline above.", icon="ℹ️")
     st.stop()
@@ -70,7 +70,7 @@ prepared = guarded(load_prepared, source, what="Data")
 images = guarded(prepared.images, part, what="Data") if prepared is not None else None
 if images is None:
     st.stop()
-images = images[: first.n_images]
+images = images[first.per_image["part_index"].to_numpy()]  # the evaluated images, in the table's order
 
 st.subheader("Summary")
 st.caption(f"{first.n_images} {part} images of {first.source}; both baselines always listed for reference; "

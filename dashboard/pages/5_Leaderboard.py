@@ -26,7 +26,8 @@ with st.sidebar:
     part = st.radio("Part", ["test", "val"], key="lb_part", horizontal=True,
                     help="test: the source's own test images; val: the validation split of its training part")
     limit = int(st.number_input("Images (at most)", min_value=10, max_value=100_000, value=2000, step=100,
-                                key="lb_limit", help="The first N images of the part; the bundled sample has "
+                                key="lb_limit", help="N images of the part (a fixed random draw); the bundled "
+                                                     "sample has "
                                                      "1,000 test images, so 2,000 takes all of them."))
 
 models = list_models()
