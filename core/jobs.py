@@ -75,6 +75,7 @@ class TrainForm:
     critic_epochs: float = 1.0
     gan_fraction: float = 0.1
     gan_checkpoints: int = 10
+    gan_lr: float = 2e-4
     limit: int = 0
     val_limit: int = 0
     seed: int = 0
@@ -128,8 +129,10 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
     if form.method == "nogan":
         if float(form.critic_epochs) <= 0 or float(form.gan_fraction) <= 0 or int(form.gan_checkpoints) < 1:
             raise JobError("NoGAN phase lengths must be positive (critic epochs, GAN fraction, at least 1 checkpoint)")
+        if not 0 < float(form.gan_lr) < 1:
+            raise JobError(f"the GAN-phase learning rate must be between 0 and 1, not {form.gan_lr}")
         args |= {"critic_epochs": float(form.critic_epochs), "gan_fraction": float(form.gan_fraction),
-                 "gan_checkpoints": int(form.gan_checkpoints)}
+                 "gan_checkpoints": int(form.gan_checkpoints), "gan_lr": float(form.gan_lr)}
     args |= {"out": str(out), "quiet": True}
     return args
 

@@ -91,11 +91,15 @@ def test_build_train_args_round_trips_through_the_cli(tmp_path):
 
 
 def test_build_train_args_nogan_phases(tmp_path):
-    form = TrainForm(method="nogan", critic_epochs=2.0, gan_fraction=0.25, gan_checkpoints=5, label_smoothing=True)
+    form = TrainForm(method="nogan", critic_epochs=2.0, gan_fraction=0.25, gan_checkpoints=5, label_smoothing=True,
+                     gan_lr=3e-5)
     ns = parse_args(train_command(jobs.build_train_args(form, tmp_path, NOW))[3:])
     assert (ns.critic_epochs, ns.gan_fraction, ns.gan_checkpoints, ns.real_label) == (2.0, 0.25, 5, 0.9)
+    assert ns.gan_lr == 3e-5
     with pytest.raises(JobError, match="phase lengths"):
         jobs.build_train_args(TrainForm(method="nogan", gan_checkpoints=0), tmp_path)
+    with pytest.raises(JobError, match="GAN-phase learning rate"):
+        jobs.build_train_args(TrainForm(method="nogan", gan_lr=0.0), tmp_path)
 
 
 @pytest.mark.parametrize("change,match", [

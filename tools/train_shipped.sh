@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Trains the shipped models on the full CIFAR-10 JPEG archive (hue split, grayscale dropped), on CPU,
-# as two queues of one thread each. Progress: runs/ship-*/status.json; console output: runs/ship-*.log.
-# A queue skips a run that already completed, so the script can be restarted.
+# Trains the shipped models on the full CIFAR-10 JPEG archive (hue split, grayscale dropped), on CPU, as two
+# queues of one thread each: classifier -> NoGAN -> DCGAN, and U-Net. Runs go to runs/$PREFIX-<name>
+# (PREFIX defaults to "ship"); progress in runs/<run>/status.json, console output in runs/<run>.log.
+# A queue skips a run that already completed and resumes one that was interrupted, so the script can be restarted.
+# Settings (environment): DATA, WIDTH (16), PREFIX (ship), UNET_EPOCHS (10), DCGAN_EPOCHS (10), NOGAN_EPOCHS (3).
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 WIDTH=${WIDTH:-16}
+PREFIX=${PREFIX:-ship}
 PY=.venv/bin/python
-COMMON=(--source "$DATA" --split hue --seed 0 --threads 1 --val-limit 1000 --quiet)
+COMMON=(--source "$DATA" --split hue --seed 0 --threads 1 --val-limit 2000 --quiet)
 run() {
-  local name=$1; shift
+  local name=$PREFIX-$1; shift
   # another process may still be training this run: wait for it rather than start a second one
   while pid=$(grep -o '"pid": [0-9]*' "runs/$name/status.json" 2>/dev/null | grep -o '[0-9]*') \
         && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 30; done
@@ -18,14 +21,13 @@ run() {
   $PY -m core.train "$@" "${COMMON[@]}" --out "runs/$name" "${resume[@]}" >> "runs/$name.log" 2>&1
 }
 mkdir -p runs
-renice -n -5 $$ >/dev/null 2>&1 || true  # training is the long pole: ahead of interactive work
 (
-  run ship-classifier --model classifier --width 16 --epochs 2
-  run ship-nogan --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs 2 --critic-epochs 0.25 --gan-fraction 0.1 \
-      --gan-checkpoints 10 --feature-net runs/ship-classifier/checkpoints/best.pt
+  run classifier --model classifier --width 16 --epochs 3
+  run nogan --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${NOGAN_EPOCHS:-3}" --critic-epochs 0.25 \
+      --gan-fraction 0.6 --gan-checkpoints 24 --gan-lr 2e-5 --feature-net "runs/$PREFIX-classifier/checkpoints/best.pt"
+  run dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${DCGAN_EPOCHS:-10}"
 ) &
 (
-  run ship-dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs 2
-  run ship-unet --model unet --width "$WIDTH" --epochs 3
+  run unet --model unet --width "$WIDTH" --epochs "${UNET_EPOCHS:-10}"
 ) &
 wait

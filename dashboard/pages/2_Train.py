@@ -72,31 +72,35 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
         c1, c2, c3, c4 = st.columns(4)
         limit = c1.number_input("Image limit", 0, 10_000_000, 0, step=256, key="train_limit",
-                                help="use at most this many training images; 0: all")
+                                help="use at most this many training images (a random draw with the seed); 0: all")
         val_limit = c2.number_input("Validation limit", 0, 10_000_000, 0, step=64, key="train_val_limit",
-                                    help="validate on at most this many images; 0: all")
+                                    help="validate on at most this many images (a random draw); 0: all")
         l1_weight, smoothing = d.l1_weight, False
-        critic_epochs, gan_fraction, gan_checkpoints = d.critic_epochs, d.gan_fraction, d.gan_checkpoints
+        critic_epochs, gan_fraction, gan_checkpoints, gan_lr = d.critic_epochs, d.gan_fraction, d.gan_checkpoints, \
+            d.gan_lr
         if method == "dcgan":
             l1_weight = c3.number_input("L1 weight (λ)", 0.0, 10_000.0, d.l1_weight, key="train_l1_weight")
         if method in ("dcgan", "nogan"):
             smoothing = c4.checkbox("Label smoothing (real label 0.9)", key="train_smoothing")
         if method == "nogan":
-            c1, c2, c3, _ = st.columns(4)
+            c1, c2, c3, c4 = st.columns(4)
             critic_epochs = c1.number_input("Critic epochs (phase 2)", 0.01, 1000.0, d.critic_epochs,
                                             key="train_critic_epochs")
             gan_fraction = c2.number_input("GAN fraction (phase 3, epochs)", 0.001, 100.0, d.gan_fraction,
                                            format="%.3f", key="train_gan_fraction")
             gan_checkpoints = c3.number_input("GAN checkpoints", 1, 1000, d.gan_checkpoints,
                                               key="train_gan_checkpoints")
+            gan_lr = c4.number_input("GAN learning rate (phase 3)", 1e-7, 0.1, d.gan_lr, format="%.1e",
+                                     key="train_gan_lr", help="lower: colour comes in more slowly, with finer "
+                                     "steps between the kept checkpoints")
         name = st.text_input("Run name", key="train_name", placeholder=default_run_name(method) + "  (default)",
                              help="letters, digits, '.', '_' and '-'; blank: <method>-<date>-<time>")
         if st.form_submit_button("Start training", type="primary", icon="▶️"):
             form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
                              batch_size=int(batch_size), lr=lr, l1_weight=float(l1_weight), label_smoothing=smoothing,
                              critic_epochs=float(critic_epochs), gan_fraction=float(gan_fraction),
-                             gan_checkpoints=int(gan_checkpoints), limit=int(limit), val_limit=int(val_limit),
-                             seed=int(seed), device=device, name=name)
+                             gan_checkpoints=int(gan_checkpoints), gan_lr=float(gan_lr), limit=int(limit),
+                             val_limit=int(val_limit), seed=int(seed), device=device, name=name)
             guarded(start, form, what="Could not start the run")
     if started := st.session_state.pop("train_started", None):
         st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon="✅")
