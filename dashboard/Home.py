@@ -18,17 +18,17 @@ from core.explore import (
 EVAL_LIMIT = 500
 STRIP_IMAGES = 6
 PAGES = [
-    ("pages/1_Data_and_splits.py", "Data & splits", "🎨"),
-    ("pages/2_Train.py", "Train", "🏋️"),
-    ("pages/3_Compare.py", "Compare", "🔍"),
-    ("pages/4_Colorize.py", "Colorize", "🖌️"),
-    ("pages/5_Leaderboard.py", "Leaderboard", "🏆"),
-    ("pages/6_Blind_test.py", "Blind test", "🙈"),
+    ("pages/1_Data_and_splits.py", "Data & splits", ":material/bar_chart:"),
+    ("pages/2_Train.py", "Train", ":material/model_training:"),
+    ("pages/3_Compare.py", "Compare", ":material/compare:"),
+    ("pages/4_Colorize.py", "Colorize", ":material/brush:"),
+    ("pages/5_Leaderboard.py", "Leaderboard", ":material/leaderboard:"),
+    ("pages/6_Blind_test.py", "Blind test", ":material/visibility_off:"),
 ]
 HERE = Path(__file__).resolve().parent
 
-page("Home", "🎨")
-st.title("🎨 Colorize Lab")
+page("Home", ":material/palette:")
+st.title("Colorize Lab")
 st.markdown(
     "Deep-learning colorization of small pictures: models predict the CIELAB **a,b** colour channels from "
     "the lightness **L**.  \nTrain **U-Net**, conditional **DCGAN** and **NoGAN** colorizers on CIFAR-10 or "
@@ -83,7 +83,8 @@ if prepared is not None and prepared.split.test.size:
         st.dataframe(headline_table(results).style.format({m: "{:.3f}" for m in HEADLINE_METRICS}),
                      width="stretch")
 elif prepared is not None:
-    st.warning("This source has no test part, so models are not scored here; use a train/test layout.", icon="⚠️")
+    st.warning("This source has no test part, so models are not scored here; use a train/test layout.",
+               icon=":material/warning:")
 
 if prepared is not None and results:
     st.subheader("A few test images")

@@ -93,7 +93,7 @@ def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
     try:
         return fn(*args, **kwargs)
     except USER_ERRORS as e:
-        st.error(f"{what + ': ' if what else ''}{e}", icon="⚠️")
+        st.error(f"{what + ': ' if what else ''}{e}", icon=":material/warning:")
         return None
 
 
@@ -141,4 +141,4 @@ def no_models_message() -> None:
     st.info(
         "No trained models yet. Shipped models live in `checkpoints/` (see README); or train one on the "
         "**Train** page, or from a terminal: `python -m core.train --model unet --source sample --epochs 5 "
-        "--out runs/my-unet`.", icon="ℹ️")
+        "--out runs/my-unet`.", icon=":material/info:")

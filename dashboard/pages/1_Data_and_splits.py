@@ -22,7 +22,7 @@ DROPPED_LIMIT = 40
 SCALE = 3
 
 
-page("Data & splits", "🎨")
+page("Data & splits", ":material/bar_chart:")
 st.title("Data & splits")
 source = source_picker()
 with st.sidebar:

@@ -28,8 +28,8 @@ from core.jobs import (
 from core.runs import ACTIVE, RunDir, cancel_job, default_runs_dir, launch_process, start_job
 from dashboard.common import active_source, guarded, page
 
-page("Train", "🏋️")
-st.title("🏋️ Train")
+page("Train", ":material/model_training:")
+st.title("Train")
 st.caption("Training runs as separate processes: they keep going when this tab closes or the dashboard restarts, "
            f"and everything shown here is read from the run folders in `{default_runs_dir()}`.")
 
@@ -95,7 +95,7 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
                                      "steps between the kept checkpoints")
         name = st.text_input("Run name", key="train_name", placeholder=default_run_name(method) + "  (default)",
                              help="letters, digits, '.', '_' and '-'; blank: <method>-<date>-<time>")
-        if st.form_submit_button("Start training", type="primary", icon="▶️"):
+        if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
                              batch_size=int(batch_size), lr=lr, l1_weight=float(l1_weight), label_smoothing=smoothing,
                              critic_epochs=float(critic_epochs), gan_fraction=float(gan_fraction),
@@ -103,13 +103,14 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
                              val_limit=int(val_limit), seed=int(seed), device=device, name=name)
             guarded(start, form, what="Could not start the run")
     if started := st.session_state.pop("train_started", None):
-        st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon="✅")
+        st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon=":material/check_circle:")
 
 
 # --- the runs table ----------------------------------------------------------------------------------
 runs = find_runs(default_runs_dir())
 if not runs:
-    st.info("No runs yet. Start one with the form above; it appears here within a couple of seconds.", icon="ℹ️")
+    st.info("No runs yet. Start one with the form above; it appears here within a couple of seconds.",
+            icon=":material/info:")
     st.stop()
 
 
@@ -136,7 +137,7 @@ if wanted in ids:
     st.session_state["train_run"] = wanted
 elif st.session_state.get("train_run") not in ids:
     if wanted:
-        st.warning(f"Run `{wanted}` from the address was not found; showing the newest run.", icon="⚠️")
+        st.warning(f"Run `{wanted}` from the address was not found; showing the newest run.", icon=":material/warning:")
     st.session_state["train_run"] = ids[0]
 
 
@@ -159,22 +160,24 @@ def actions(run: RunDir, status: dict) -> None:
     """Cancel, resume and delete (with a confirmation step) for the selected run."""
     active = is_active(status)
     b1, b2, b3, _ = st.columns([1, 1, 1, 4])
-    if b1.button("Cancel", icon="⏹️", disabled=not active, key="train_cancel",
+    if b1.button("Cancel", icon=":material/stop:", disabled=not active, key="train_cancel",
                  help="stop the job; it saves last.pt and can be resumed"):
         if cancel_job(run):
             st.toast(f"Cancelling {run.id}…")
         else:
-            st.warning("The job's process is not running any more.", icon="⚠️")
-    if b2.button("Resume", icon="🔁", disabled=status.get("state") not in ("cancelled", "failed"), key="train_resume",
+            st.warning("The job's process is not running any more.", icon=":material/warning:")
+    if b2.button("Resume", icon=":material/replay:", disabled=status.get("state") not in ("cancelled", "failed"),
+                 key="train_resume",
                  help="continue a cancelled or failed run from its last checkpoint"):
         if guarded(lambda: start_job(resume_args(run), launcher=st.session_state.get("_launcher", LAUNCHER)),
                    what="Could not resume") is not None:
             st.rerun()
-    b3.button("Delete", icon="🗑️", disabled=active, key="train_delete", on_click=_confirm_delete, args=(run.id,),
+    b3.button("Delete", icon=":material/delete:", disabled=active, key="train_delete", on_click=_confirm_delete,
+              args=(run.id,),
               help="remove the run folder (cancel a running job first)")
     if st.session_state.get("train_confirm_delete") == run.id:
         st.warning(f"Delete run **{run.id}** and all its files (checkpoints, samples, logs)? This cannot be undone.",
-                   icon="⚠️")
+                   icon=":material/warning:")
         y, n, _ = st.columns([1, 1, 5])
         if y.button("Yes, delete", type="primary", key="train_delete_yes"):
             st.session_state.pop("train_confirm_delete", None)
@@ -204,7 +207,8 @@ def panel(path: str, was_active: bool) -> None:
         st.progress(min(1.0, float(status.get("step") or 0) / float(status["total_steps"])))
     message = str(status.get("message") or "")
     if status.get("state") == "failed":
-        st.error(f"The run failed: {message}. Fix the cause, then resume it or start a new run.", icon="❌")
+        st.error(f"The run failed: {message}. Fix the cause, then resume it or start a new run.",
+                 icon=":material/error:")
     elif message:
         st.caption(message)
     if status.get("note"):

@@ -25,7 +25,7 @@ from core import compare
 from core.evaluate import BASELINE_PREFIX, best_per_column, leaderboard
 from core.metrics import HIGHER_IS_BETTER, METRICS
 
-page("Compare", "🔍")
+page("Compare", ":material/compare:")
 st.title("Compare models")
 source = source_picker()
 
@@ -48,7 +48,7 @@ part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "va
 limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
                             help="Evaluate N images of the part (a fixed random draw, the same for every model)"))
 if not chosen:
-    st.info("Choose at least one model or baseline above.", icon="ℹ️")
+    st.info("Choose at least one model or baseline above.", icon=":material/info:")
     st.stop()
 
 results = {}
@@ -58,7 +58,7 @@ for spec in chosen:
             r = guarded(evaluate_cached, spec, names[spec], source, part, limit, keep_predictions=True,
                         what=labels[spec])
         except Exception as e:  # any other failure: one line, the other models still shown
-            st.error(f"{labels[spec]}: evaluation failed ({type(e).__name__}: {e})", icon="⚠️")
+            st.error(f"{labels[spec]}: evaluation failed ({type(e).__name__}: {e})", icon=":material/warning:")
             r = None
     if r is not None and r.predictions is not None:
         results[spec] = r
@@ -123,7 +123,7 @@ page_no = int(p1.number_input("Page", min_value=1, max_value=n_pages, value=1, s
 shown = compare.page_of(rows, page_no)
 p2.caption(f"{len(rows)} of {len(per_image)} images match · page {page_no} of {n_pages}")
 if len(shown) == 0:
-    st.info("No image matches these filters: widen the hue range or choose other classes.", icon="ℹ️")
+    st.info("No image matches these filters: widen the hue range or choose other classes.", icon=":material/info:")
     st.stop()
 
 grid = compare.render_rows(images, [results[s].predictions for s in specs], shown)

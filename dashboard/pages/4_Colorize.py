@@ -49,7 +49,7 @@ def samples() -> list[tuple[str, bytes]]:
     return compare.sample_pictures(prepared.images("test"), prepared.labels("test"), prepared.dataset.class_names)
 
 
-page("Colorize", "🎨")
+page("Colorize", ":material/brush:")
 st.title("Colorize pictures")
 entries = list_models()
 if not entries:
@@ -70,17 +70,18 @@ if mode == "upload":
                              accept_multiple_files=True, key="colorize_upload")
     items = [(f.name, f.getvalue()) for f in files or []]
     if not items:
-        st.info("Upload one or several pictures, or choose **Try bundled sample images**.", icon="ℹ️")
+        st.info("Upload one or several pictures, or choose **Try bundled sample images**.", icon=":material/info:")
 else:
     try:
         options = dict(samples())
     except Exception as e:  # the bundled sample could not be read
-        st.error(f"Sample images unavailable ({type(e).__name__}: {e}); upload a picture instead.", icon="⚠️")
+        st.error(f"Sample images unavailable ({type(e).__name__}: {e}); upload a picture instead.",
+                 icon=":material/warning:")
         options = {}
     picked = st.multiselect("Sample images", list(options), default=list(options)[:2], key="colorize_samples")
     items = [(n, options[n]) for n in picked]
 if not chosen:
-    st.info("Choose at least one model above.", icon="ℹ️")
+    st.info("Choose at least one model above.", icon=":material/info:")
     st.stop()
 
 done: dict[int, tuple[compare.Picture, bytes, dict[str, np.ndarray]]] = {}
@@ -88,7 +89,7 @@ for index, (name, data) in enumerate(items):
     try:
         picture = read(data, name)
     except compare.PictureError as e:
-        st.error(str(e), icon="⚠️")
+        st.error(str(e), icon=":material/warning:")
         continue
     st.subheader(name)
     w, h = picture.original_size
@@ -101,7 +102,7 @@ for index, (name, data) in enumerate(items):
             try:
                 outputs[path] = colorize(data, name, path, entry.name, net_size)
             except Exception as e:  # a broken checkpoint or an out-of-memory picture: one line, go on
-                st.error(f"{entry.name} could not colorize {name} ({type(e).__name__}: {e})", icon="⚠️")
+                st.error(f"{entry.name} could not colorize {name} ({type(e).__name__}: {e})", icon=":material/warning:")
     cols = st.columns(1 + len(outputs) + int(picture.is_colour))
     cols[0].image(compare.for_display(gray_of(data, name)), caption="input (gray)")
     for col, (path, out) in zip(cols[1:], outputs.items()):

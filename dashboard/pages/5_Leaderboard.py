@@ -12,13 +12,13 @@ from common import active_source, evaluate_cached, guarded, list_models, no_mode
 from core.evaluate import LEADERBOARD_COLUMNS, best_per_column, leaderboard
 from core.metrics import HIGHER_IS_BETTER, NOT_RANKED, RANK_TARGET
 
-page("Leaderboard", "🏆")
+page("Leaderboard", ":material/leaderboard:")
 source_picker()
 source = active_source()
 BASELINES = [("baseline:gray", "gray"), ("baseline:mean_ab", "mean_ab")]
 BEST_CSS = "background-color: #d3f9d8; font-weight: 700"
 
-st.title("🏆 Leaderboard")
+st.title("Leaderboard")
 st.caption(f"All models and both baselines on the same images of **{source}**, sorted by `auc_ab`. "
            "The best figure of each column is highlighted.")
 
@@ -75,7 +75,8 @@ n_images = int(table["n_images"].iloc[0])
 st.caption(f"{n_images:,} {part} images of {source}. `score` = auc_ab × min(1, colorfulness_ratio): the figure "
            "training maximises. Hover a column header for its direction.")
 safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.rstrip("/").rsplit("/", 1)[-1]) or "source"
-st.download_button("⬇️ Download table (CSV)", table.to_csv().encode(), key="lb_csv", mime="text/csv", on_click="ignore",
+st.download_button("Download table (CSV)", table.to_csv().encode(), icon=":material/download:", key="lb_csv",
+                   mime="text/csv", on_click="ignore",
                    file_name=f"leaderboard-{safe}-{part}-{n_images}.csv")
 
 st.subheader("By class and by hue")

@@ -35,7 +35,7 @@ from core.figures import enlarge
 RANDOM = "__random__"
 SCALE = 8  # 32 x 32 -> 256 x 256, nearest-neighbour
 
-page("Blind test", "🕵️")
+page("Blind test", ":material/visibility_off:")
 source_picker()
 source = active_source()
 path = tally_file()
@@ -116,10 +116,12 @@ def trial_section() -> None:
     col_l, col_r, _ = st.columns([1, 1, 2])
     with col_l:
         st.image(enlarge(left, SCALE), width=SCALE * left.shape[1])
-        st.button("⬅️ Left is real", key="bt_left", on_click=_answer, args=("left",), width="stretch")
+        st.button("Left is real", icon=":material/arrow_back:", key="bt_left", on_click=_answer, args=("left",),
+                  width="stretch")
     with col_r:
         st.image(enlarge(right, SCALE), width=SCALE * right.shape[1])
-        st.button("Right is real ➡️", key="bt_right", on_click=_answer, args=("right",), width="stretch")
+        st.button("Right is real", icon=":material/arrow_forward:", key="bt_right", on_click=_answer, args=("right",),
+                  width="stretch")
     shown = "a hidden model" if choice == RANDOM else f"`{trial.model}`"
     st.caption(f"{part.capitalize()} image {trial.image_index} of {source}, colorized by {shown}; "
                f"enlarged {SCALE}x with nearest-neighbour.")
@@ -130,7 +132,7 @@ def tally_section() -> None:
     st.subheader("Tallies")
     tallies = guarded(load_tallies, path, what="Could not read the blind-test answers")
     if tallies is not None and tallies.empty:
-        st.info("No answers yet: pick the real picture above to start the tally.", icon="ℹ️")
+        st.info("No answers yet: pick the real picture above to start the tally.", icon=":material/info:")
     elif tallies is not None:
         shown = tallies.assign(**{c: tallies[c] * 100 for c in ("fooled_rate", "ci_low", "ci_high")})
         pct = {c: st.column_config.NumberColumn(label, format="%.1f%%") for c, label in
@@ -153,28 +155,30 @@ def tally_section() -> None:
         st.button("Reset tallies…", key="bt_reset", on_click=_confirm, args=(True,))
         return
     total = int(pd.to_numeric(tallies["trials"]).sum()) if tallies is not None and not tallies.empty else 0
-    st.warning(f"Delete all {total:,} answers of every model? This cannot be undone.", icon="⚠️")
+    st.warning(f"Delete all {total:,} answers of every model? This cannot be undone.", icon=":material/warning:")
     yes, no, _ = st.columns([1, 1, 3])
     yes.button("Yes, delete all answers", key="bt_reset_yes", type="primary", on_click=_reset)
     no.button("Cancel", key="bt_reset_no", on_click=_confirm, args=(False,))
 
 
-st.title("🕵️ Blind test")
+st.title("Blind test")
 st.caption("The colorization Turing test of Zhang et al. (2016) and Nazeri et al. (2018): one picture is a real "
            "test image, the other a model's colorization of its grayscale version, in random order. Click the one "
            "you think is real.")
 
 if error := st.session_state.pop("bt_error", None):
-    st.error(error, icon="⚠️")
+    st.error(error, icon=":material/warning:")
 feedback = st.session_state.pop("bt_feedback", None)
 if feedback == "reset":
-    st.success("All answers deleted.", icon="🗑️")
+    st.success("All answers deleted.", icon=":material/delete:")
 elif feedback is not None:
     fooled, model, real_side = feedback
     if fooled:
-        st.warning(f"Fooled! The real picture was on the {real_side}; the other was colorized by `{model}`.", icon="🎭")
+        st.warning(f"Fooled! The real picture was on the {real_side}; the other was colorized by `{model}`.",
+                   icon=":material/theater_comedy:")
     else:
-        st.success(f"Correct: the real picture was on the {real_side}; `{model}` did not fool you.", icon="🎯")
+        st.success(f"Correct: the real picture was on the {real_side}; `{model}` did not fool you.",
+                   icon=":material/check_circle:")
 
 trial_section()
 tally_section()
