@@ -82,7 +82,21 @@ def split_summary(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("split")[numeric].agg(["mean", "std"])
 
 
-def inflection_plot(run_dir: str | Path, out: str | Path) -> dict:
+def validation_gray_metrics(run_dir: str | Path) -> dict[str, float]:
+    """The gray baseline's metrics on the validation images a run validated on (same split, same draw)."""
+    from core.data import prepare
+    from core.metrics import compute_metrics
+    from core.splits import spread_subset
+
+    cfg = json.loads(RunDir(Path(run_dir)).config.read_text())
+    prepared = prepare(cfg["source"], cfg["split"], cfg["val_fraction"], cfg["seed"], cfg["gray_threshold"],
+                       size=cfg.get("size", 32), progress=False)
+    images = prepared.images("val")
+    L, ab = uint8_to_model(images[spread_subset(len(images), cfg.get("val_limit"), cfg["seed"])])
+    return compute_metrics(L, torch.zeros_like(ab), ab)
+
+
+def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float] | None = None) -> dict:
     """Validation colorfulness ratio and auc_ab over NoGAN's GAN phase, with the chosen checkpoint marked."""
     import matplotlib
 
@@ -105,6 +119,10 @@ def inflection_plot(run_dir: str | Path, out: str | Path) -> dict:
     ax2 = ax1.twinx()
     ax2.plot(steps, [r["colorfulness_ratio"] for r in records], "s--", color="#d9480f", label="colorfulness ratio")
     ax2.set_ylabel("validation colorfulness ratio", color="#d9480f")
+    if gray is not None:
+        ax1.axhline(gray["auc_ab"], color="#1f77b4", linestyle=":", linewidth=1)
+        ax1.annotate("gray baseline auc_ab", (steps[0], gray["auc_ab"]), fontsize=7, color="#1f77b4",
+                     va="bottom")
     ax1.axvline(best_step, color="gray", linestyle=":")
     ax1.annotate("chosen (best.pt)", (best_step, ax1.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
     ax1.set_title("NoGAN: validation over the GAN phase")
@@ -113,8 +131,9 @@ def inflection_plot(run_dir: str | Path, out: str | Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
-    return {"steps": steps, "auc_ab": [r["auc_ab"] for r in records],
-            "colorfulness_ratio": [r["colorfulness_ratio"] for r in records], "best_step": best_step}
+    return {"steps": steps, "auc_ab": [r["auc_ab"] for r in records], "mae_rgb": [r["mae_rgb"] for r in records],
+            "colorfulness_ratio": [r["colorfulness_ratio"] for r in records], "best_step": best_step,
+            "gray": gray}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("inflection", help="NoGAN's GAN phase: validation curves with the chosen checkpoint")
     i.add_argument("--run", required=True)
     i.add_argument("--out", type=Path, required=True)
+    i.add_argument("--no-baseline", action="store_true", help="leave out the gray baseline's line (no data needed)")
     args = p.parse_args(argv)
     try:
         if args.command == "figure":
@@ -151,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.markdown.write_text(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
                                          else table.to_string(index=False, float_format="%.3f"))
         else:
-            info = inflection_plot(args.run, args.out)
+            gray = None if args.no_baseline else validation_gray_metrics(args.run)
+            info = inflection_plot(args.run, args.out, gray)
             print(json.dumps(info))
     except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

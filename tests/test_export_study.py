@@ -13,7 +13,7 @@ from core.checkpoint import FORMAT_WEIGHTS, CheckpointError, load_checkpoint, sa
 from core.config import TrainConfig
 from core.export import export_run
 from core.inference import available_models, colorize_picture, load_colorizer, network_size
-from core.study import comparison_figure, fixed_test_indices, inflection_plot
+from core.study import comparison_figure, fixed_test_indices, inflection_plot, validation_gray_metrics
 from core.train import train
 
 
@@ -109,3 +109,15 @@ def test_comparison_figure_has_a_row_per_class_and_a_column_per_model(tiny_run):
 def test_inflection_plot_needs_a_gan_phase(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="GAN phase"):
         inflection_plot(tiny_run, tmp_path / "x.png")
+
+
+def test_validation_gray_metrics_use_the_runs_own_validation_images(tiny_run):
+    from core.baselines import make_baseline
+    from core.data import prepare
+    from core.evaluate import evaluate
+
+    gray = validation_gray_metrics(tiny_run)  # the run: sample, hue split, seed 0, val_limit 32
+    same = evaluate(make_baseline("gray"), prepare("sample", "hue", 0.1, 0, progress=False), part="val", limit=32,
+                    ssim=False).metrics
+    assert gray["auc_ab"] == pytest.approx(same["auc_ab"]) and gray["mae_rgb"] == pytest.approx(same["mae_rgb"])
+    assert gray["colorfulness_ratio"] < 0.01
