@@ -26,6 +26,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float | None = None  # None: the method's default
     beta1: float | None = None  # None: the method's default
+    lr_decay_epochs: float = 0.0  # linear decay to zero over the last N epochs of the first phase (pix2pix); 0: none
     l1_weight: float = 100.0  # DCGAN: lambda of the L1 term
     real_label: float = 1.0  # 0.9 gives one-sided label smoothing
     feature_weight: float = 1.0  # NoGAN: weight of the feature loss inside the GAN phase

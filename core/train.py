@@ -147,6 +147,23 @@ def sample_grid(method: Method, val: Tensors, n: int) -> np.ndarray:
     return image_grid([[g, p, t] for g, p, t in zip(gray, pred, true)], scale=3, titles=["gray", "predicted", "truth"])
 
 
+def decay_factor(local_step: int, phase_steps: int, decay_steps: int) -> float:
+    """pix2pix's schedule: the learning rate stays constant, then falls linearly towards zero over the last
+    ``decay_steps`` steps of the phase (1.0 throughout when ``decay_steps`` is 0)."""
+    decay_steps = min(max(0, decay_steps), phase_steps)
+    if decay_steps == 0:
+        return 1.0
+    return 1.0 - max(0, local_step - (phase_steps - decay_steps)) / decay_steps
+
+
+def set_decayed_lr(method: Method, factor: float) -> None:
+    """Scale every optimiser's learning rate to ``factor`` x its starting value (kept in the optimiser state)."""
+    for opt in method.optimizers.values():
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+
 def epoch_permutation(seed: int, phase_index: int, epoch: int, n: int) -> torch.Tensor:
     """The order of training images in one epoch of one phase: a pure function of the seed, so resume repeats it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + phase_index * 10_007 + epoch)
@@ -298,6 +315,8 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
                     why = "cancelled by signal" if stop.signal is not None else f"stopped after {step} steps"
                     return finish("cancelled", f"{why}; last.pt saved at step {step}, --resume continues")
                 local = step - phase_start
+                if phase_index == 0 and cfg.lr_decay_epochs > 0:
+                    set_decayed_lr(method, decay_factor(local, phase.steps, round(cfg.lr_decay_epochs * spe)))
                 if local // spe != perm_epoch:
                     perm_epoch = local // spe
                     perm = epoch_permutation(cfg.seed, phase_index, perm_epoch, len(train_data))
@@ -379,6 +398,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
     p.add_argument("--beta1", type=float, default=None)
+    p.add_argument("--lr-decay-epochs", type=float, default=d.lr_decay_epochs,
+                   help="fall linearly to zero over the last N epochs (pix2pix's schedule; NoGAN: of phase 1)")
     p.add_argument("--l1-weight", type=float, default=d.l1_weight)
     p.add_argument("--real-label", type=float, default=d.real_label, help="0.9 for one-sided label smoothing")
     p.add_argument("--feature-net", default=d.feature_net, help="auto, vgg, or a classifier checkpoint")

@@ -19,7 +19,7 @@ from core.config import TrainConfig
 from core.methods import METHODS, build_method
 from core.methods.dcgan import discriminator_loss, generator_loss
 from core.runs import RunDir
-from core.train import TrainingError, train
+from core.train import TrainingError, decay_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,25 @@ def test_nogan_gan_phase_runs_at_the_configured_rate(classifier_ckpt):
     for opt in method.optimizers.values():
         assert opt.param_groups[0]["lr"] == pytest.approx(3e-5)
         assert opt.param_groups[0]["betas"][0] == pytest.approx(0.5)
+
+
+def test_decay_factor_is_constant_then_linear_to_zero():
+    assert [decay_factor(i, 10, 4) for i in range(10)] == pytest.approx([1] * 7 + [0.75, 0.5, 0.25])
+    assert decay_factor(5, 10, 0) == 1.0 and decay_factor(0, 10, 50) == 1.0
+    assert decay_factor(9, 10, 50) == pytest.approx(0.1)  # longer than the phase: the whole phase decays
+
+
+def test_lr_decay_is_applied_and_saved_with_the_optimiser(tmp_path):
+    out = tmp_path / "decay"
+    cfg = tiny("unet", epochs=2, lr=1e-3, lr_decay_epochs=1.0)  # 8 steps an epoch: the last 8 steps decay
+    final = train(cfg, out, progress=False, max_steps=12)
+    assert final["state"] == "cancelled"
+    groups = load_checkpoint(out / "checkpoints" / "last.pt")["state"]["optimizers"]["generator"]["param_groups"]
+    assert groups[0]["initial_lr"] == pytest.approx(1e-3)
+    assert groups[0]["lr"] == pytest.approx(1e-3 * decay_factor(11, 16, 8))
+    assert train(cfg, out, resume=True, progress=False)["state"] == "completed"
+    groups = load_checkpoint(out / "checkpoints" / "last.pt")["state"]["optimizers"]["generator"]["param_groups"]
+    assert groups[0]["lr"] == pytest.approx(1e-3 / 8)
 
 
 def test_dcgan_losses_match_the_formula_by_hand():

@@ -25,7 +25,8 @@ mkdir -p runs
   run classifier --model classifier --width 16 --epochs 3
   run nogan --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${NOGAN_EPOCHS:-3}" --critic-epochs 0.25 \
       --gan-fraction 1.5 --gan-checkpoints 30 --gan-lr 2e-5 --feature-net "runs/$PREFIX-classifier/checkpoints/best.pt"
-  run dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${DCGAN_EPOCHS:-10}"
+  run dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${DCGAN_EPOCHS:-10}" \
+      --lr-decay-epochs "$(( ${DCGAN_EPOCHS:-10} / 2 ))"
 ) &
 (
   run unet --model unet --width "$WIDTH" --epochs "${UNET_EPOCHS:-10}"
