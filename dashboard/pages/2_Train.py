@@ -60,7 +60,8 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         source = c1.text_input("Data source", value=active_source(), key="train_source",
                                help="sample, cifar10, or a folder/archive path")
         split = c2.radio("Split", ("hue", "random"), key="train_split", horizontal=True,
-                         help="hue: validation images are a held-out range of hues; random: a random share")
+                         help="hue: every k-th image in hue order goes to validation, so both parts share one hue "
+                         "distribution; random: a random share")
         epochs = c3.number_input("Generator epochs (phase 1)" if method == "nogan" else "Epochs", 1, 10_000,
                                  d.epochs, key="train_epochs")
         device = c4.selectbox("Device", ("auto", "cpu", "cuda"), key="train_device")
