@@ -48,8 +48,9 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def weights_payload(checkpoint: dict, half: bool = False) -> dict:
-    """The shippable part of a training checkpoint: the generator's weights, config and metrics, no optimiser."""
-    sd = checkpoint["state"]["nets"]["generator"]
+    """The shippable part of a checkpoint: the generator's weights, config and metrics, no optimiser (a weights
+    file passes through, halved when asked)."""
+    sd = checkpoint["generator"] if checkpoint["format"] == FORMAT_WEIGHTS else checkpoint["state"]["nets"]["generator"]
     if half:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
     return {

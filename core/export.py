@@ -59,17 +59,21 @@ def _command(config: dict, out: str) -> str:
 
 def export_run(run_dir: str | Path, name: str, source: str | None = None, part: str = "test", half: bool = True,
                out_dir: str | Path | None = None, limit: int | None = None, ssim: bool = True,
-               note: str = "") -> dict:
-    """Write ``<name>.pt`` (weights only) and ``<name>.json`` (model card) from a run's best.pt; returns the card."""
+               note: str = "", checkpoint: str | Path | None = None, selection: str = "") -> dict:
+    """Write ``<name>.pt`` (weights only) and ``<name>.json`` (model card) from a run's best.pt, or from another of
+    its checkpoints (``checkpoint``: e.g. a kept GAN-phase generator, with ``selection`` saying why); returns
+    the card."""
     from core.baselines import make_baseline
     from core.data import prepare
     from core.evaluate import evaluate
     from core.inference import load_colorizer
 
     run = RunDir(Path(run_dir))
-    if not run.best.is_file():
-        raise CheckpointError(f"run {run.path} has no best.pt to ship")
-    ckpt = load_checkpoint(run.best)
+    chosen = Path(checkpoint) if checkpoint else run.best
+    if not chosen.is_file():
+        raise CheckpointError(f"run {run.path} has no {chosen.name} to ship" if checkpoint is None
+                              else f"checkpoint {chosen} does not exist")
+    ckpt = load_checkpoint(chosen)
     out_dir = Path(out_dir) if out_dir else SHIPPED_DIR
     target = out_dir / f"{name}.pt"
     save_checkpoint(weights_payload(ckpt, half=half), target)
@@ -88,6 +92,9 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "split": {k: config[k] for k in ("split", "val_fraction", "seed", "gray_threshold")},
         "width": config["width"],
         "epochs": config["epochs"],
+        "checkpoint": str(chosen.relative_to(run.path)) if chosen.is_relative_to(run.path) else str(chosen),
+        "selection": selection or ("best.pt: the highest validation score auc_ab x min(1, colorfulness_ratio)"
+                                   if checkpoint is None else "given on the command line, no rule recorded"),
         "best_step": ckpt.get("step"),
         "best_epoch": ckpt.get("epoch"),
         "phase": ckpt.get("phase"),
@@ -127,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float32", action="store_true", help="ship float32 weights instead of float16")
     p.add_argument("--out-dir", type=Path)
     p.add_argument("--note", default="", help="free text for the card, e.g. what else ran on the machine")
+    p.add_argument("--checkpoint", type=Path, help="ship this checkpoint of the run instead of its best.pt")
+    p.add_argument("--selection", default="", help="with --checkpoint: how it was chosen, for the card")
     args = p.parse_args(argv)
     try:
         card = export_run(args.run, args.name, args.source, args.part, half=not args.float32, out_dir=args.out_dir,
-                          limit=args.limit, note=args.note)
+                          limit=args.limit, note=args.note, checkpoint=args.checkpoint, selection=args.selection)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

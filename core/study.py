@@ -2,7 +2,8 @@
 
     python -m core.study figure  --source SRC [--models A.pt B.pt ...] --out docs/comparison.png
     python -m core.study splits  --source SRC --runs runs/split-* [--json OUT] [--markdown OUT]
-    python -m core.study inflection --run runs/ship-nogan --out docs/nogan_inflection.png
+    python -m core.study inflection --run runs/ship-nogan --out docs/nogan_inflection.png [--chosen-step N]
+    python -m core.study pick --run runs/ship-nogan
 """
 
 from __future__ import annotations
@@ -96,7 +97,21 @@ def validation_gray_metrics(run_dir: str | Path) -> dict[str, float]:
     return compute_metrics(L, torch.zeros_like(ab), ab)
 
 
-def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float] | None = None) -> dict:
+def gan_phase_pick(run_dir: str | Path, gray: dict[str, float]) -> dict | None:
+    """NoGAN's inflection point as a rule: the most colourful validated generator of the GAN phase whose
+    validation auc_ab and mae_rgb are both still better than the gray baseline's on the same images (None when
+    no checkpoint of the phase beats gray). Returns its validation record, with ``path`` the kept weights file."""
+    run = RunDir(Path(run_dir))
+    gan = [r for r in run.metrics() if r.get("type") == "val" and r.get("phase") == "gan"]
+    good = [r for r in gan if r["auc_ab"] > gray["auc_ab"] and r["mae_rgb"] < gray["mae_rgb"]]
+    if not good:
+        return None
+    best = max(good, key=lambda r: r["colorfulness_ratio"])
+    return best | {"path": str(run.checkpoints / "gan" / f"step_{int(best['step']):06d}.pt")}
+
+
+def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float] | None = None,
+                    chosen_step: int | None = None) -> dict:
     """Validation colorfulness ratio and auc_ab over NoGAN's GAN phase, with the chosen checkpoint marked."""
     import matplotlib
 
@@ -110,7 +125,7 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
         raise ValueError(f"{run.path} has no validation records of a GAN phase; is it a finished NoGAN run?")
     before = [r for r in vals if r.get("phase") == "generator"][-1:]
     records = before + gan
-    best_step = int(load_checkpoint(run.best)["step"])
+    best_step = int(load_checkpoint(run.best)["step"]) if chosen_step is None else int(chosen_step)
     steps = [r["step"] for r in records]
     fig, ax1 = plt.subplots(figsize=(7, 3.6), dpi=120)
     ax1.plot(steps, [r["auc_ab"] for r in records], "o-", color="#1f77b4", label="auc_ab")
@@ -124,7 +139,8 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
         ax1.annotate("gray baseline auc_ab", (steps[0], gray["auc_ab"]), fontsize=7, color="#1f77b4",
                      va="bottom")
     ax1.axvline(best_step, color="gray", linestyle=":")
-    ax1.annotate("chosen (best.pt)", (best_step, ax1.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
+    ax1.annotate("chosen" if chosen_step is not None else "chosen (best.pt)", (best_step, ax1.get_ylim()[1]),
+                 ha="center", va="bottom", fontsize=8)
     ax1.set_title("NoGAN: validation over the GAN phase")
     fig.tight_layout()
     out = Path(out)
@@ -153,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--run", required=True)
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--no-baseline", action="store_true", help="leave out the gray baseline's line (no data needed)")
+    i.add_argument("--chosen-step", type=int, help="mark this step as the chosen one (default: best.pt's)")
+    k = sub.add_parser("pick", help="NoGAN: the most colourful GAN-phase checkpoint that still beats gray")
+    k.add_argument("--run", required=True)
     args = p.parse_args(argv)
     try:
         if args.command == "figure":
@@ -170,10 +189,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.markdown:
                 args.markdown.write_text(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
                                          else table.to_string(index=False, float_format="%.3f"))
-        else:
+        elif args.command == "inflection":
             gray = None if args.no_baseline else validation_gray_metrics(args.run)
-            info = inflection_plot(args.run, args.out, gray)
+            info = inflection_plot(args.run, args.out, gray, args.chosen_step)
             print(json.dumps(info))
+        elif args.command == "pick":
+            pick = gan_phase_pick(args.run, validation_gray_metrics(args.run))
+            print(json.dumps(pick))
+            if pick is None:
+                print("no checkpoint of the GAN phase beats the gray baseline on validation", file=sys.stderr)
+                return 1
     except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,13 @@ from core.checkpoint import FORMAT_WEIGHTS, CheckpointError, load_checkpoint, sa
 from core.config import TrainConfig
 from core.export import export_run
 from core.inference import available_models, colorize_picture, load_colorizer, network_size
-from core.study import comparison_figure, fixed_test_indices, inflection_plot, validation_gray_metrics
+from core.study import (
+    comparison_figure,
+    fixed_test_indices,
+    gan_phase_pick,
+    inflection_plot,
+    validation_gray_metrics,
+)
 from core.train import train
 
 
@@ -121,3 +127,33 @@ def test_validation_gray_metrics_use_the_runs_own_validation_images(tiny_run):
                     ssim=False).metrics
     assert gray["auc_ab"] == pytest.approx(same["auc_ab"]) and gray["mae_rgb"] == pytest.approx(same["mae_rgb"])
     assert gray["colorfulness_ratio"] < 0.01
+
+
+def test_gan_phase_pick_is_the_most_colourful_checkpoint_still_beating_gray(tmp_path):
+    run = tmp_path / "nogan"
+    run.mkdir()
+    rows = [("generator", 10, 91.0, 11.0, 0.3), ("gan", 12, 90.6, 12.0, 0.5), ("gan", 14, 90.3, 12.3, 0.6),
+            ("gan", 16, 89.9, 12.6, 0.8), ("gan", 18, 90.4, 12.1, 0.55)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(
+        {"type": "val", "phase": ph, "step": st, "auc_ab": a, "mae_rgb": m, "colorfulness_ratio": r}) + "\n"
+        for ph, st, a, m, r in rows))
+    pick = gan_phase_pick(run, {"auc_ab": 90.0, "mae_rgb": 12.5})
+    assert pick["step"] == 14 and pick["path"].endswith("checkpoints/gan/step_000014.pt")
+    assert gan_phase_pick(run, {"auc_ab": 91.5, "mae_rgb": 10.0}) is None  # nothing beats gray
+
+
+def test_export_ships_a_chosen_checkpoint_and_says_so(tiny_run, tmp_path):
+    from core.checkpoint import weights_payload
+
+    snapshot = tmp_path / "snapshot.pt"
+    save_checkpoint(weights_payload(load_checkpoint(tiny_run / "checkpoints" / "last.pt")), snapshot)
+    card = export_run(tiny_run, "chosen", out_dir=tmp_path, checkpoint=snapshot, selection="by hand, for a test")
+    assert card["checkpoint"] == str(snapshot) and card["selection"] == "by hand, for a test"
+    shipped = load_checkpoint(tmp_path / "chosen.pt")
+    original = load_checkpoint(snapshot)["generator"]
+    assert all(torch.equal(shipped["generator"][k], v.half()) for k, v in original.items() if v.is_floating_point())
+    card = export_run(tiny_run, "inside", out_dir=tmp_path, checkpoint=tiny_run / "checkpoints" / "last.pt")
+    assert card["checkpoint"] == "checkpoints/last.pt" and "no rule" in card["selection"]
+    assert export_run(tiny_run, "default", out_dir=tmp_path)["selection"].startswith("best.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_run(tiny_run, "missing", out_dir=tmp_path, checkpoint=tmp_path / "nope.pt")
