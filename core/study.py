@@ -83,31 +83,55 @@ def split_summary(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("split")[numeric].agg(["mean", "std"])
 
 
-def validation_gray_metrics(run_dir: str | Path) -> dict[str, float]:
-    """The gray baseline's metrics on the validation images a run validated on (same split, same draw)."""
+def validation_tensors(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-space (L, ab) of the validation images a run validated on (same split, same draw)."""
     from core.data import prepare
-    from core.metrics import compute_metrics
     from core.splits import spread_subset
 
     cfg = json.loads(RunDir(Path(run_dir)).config.read_text())
     prepared = prepare(cfg["source"], cfg["split"], cfg["val_fraction"], cfg["seed"], cfg["gray_threshold"],
                        size=cfg.get("size", 32), progress=False)
     images = prepared.images("val")
-    L, ab = uint8_to_model(images[spread_subset(len(images), cfg.get("val_limit"), cfg["seed"])])
+    return uint8_to_model(images[spread_subset(len(images), cfg.get("val_limit"), cfg["seed"])])
+
+
+def validation_gray_metrics(run_dir: str | Path) -> dict[str, float]:
+    """The gray baseline's metrics on the validation images a run validated on."""
+    from core.metrics import compute_metrics
+
+    L, ab = validation_tensors(run_dir)
     return compute_metrics(L, torch.zeros_like(ab), ab)
 
 
-def gan_phase_pick(run_dir: str | Path, gray: dict[str, float]) -> dict | None:
-    """NoGAN's inflection point as a rule: the most colourful validated generator of the GAN phase whose
-    validation auc_ab and mae_rgb are both still better than the gray baseline's on the same images (None when
-    no checkpoint of the phase beats gray). Returns its validation record, with ``path`` the kept weights file."""
+def paired_gain(model: np.ndarray, baseline: np.ndarray, higher_is_better: bool = True) -> tuple[float, float]:
+    """Mean per-image gain of a model over a baseline on the same images, and its standard error."""
+    d = np.asarray(model, np.float64) - np.asarray(baseline, np.float64)
+    d = d if higher_is_better else -d
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+
+
+def gan_phase_pick(run_dir: str | Path, z: float = 2.0) -> dict | None:
+    """NoGAN's inflection point as a rule: of the GAN phase's kept generators, the most colourful one that is
+    still clearly better than the gray baseline on the run's validation images: its per-image gain over gray in
+    auc_ab and in mae_rgb both exceed ``z`` standard errors. None when no kept generator passes.
+    Returns its validation metrics with ``step``, ``path`` and the two gains (mean, standard error)."""
+    from core.inference import load_colorizer
+    from core.metrics import aggregate, per_image_metrics
+
     run = RunDir(Path(run_dir))
-    gan = [r for r in run.metrics() if r.get("type") == "val" and r.get("phase") == "gan"]
-    good = [r for r in gan if r["auc_ab"] > gray["auc_ab"] and r["mae_rgb"] < gray["mae_rgb"]]
-    if not good:
-        return None
-    best = max(good, key=lambda r: r["colorfulness_ratio"])
-    return best | {"path": str(run.checkpoints / "gan" / f"step_{int(best['step']):06d}.pt")}
+    kept = sorted((run.checkpoints / "gan").glob("step_*.pt"))
+    if not kept:
+        raise ValueError(f"{run.path} keeps no GAN-phase generators (checkpoints/gan/step_*.pt)")
+    L, ab = validation_tensors(run.path)
+    gray = per_image_metrics(L, torch.zeros_like(ab), ab, ssim=False)
+    passing = []
+    for path in kept:
+        per = per_image_metrics(L, load_colorizer(path).predict(L), ab, ssim=False)
+        auc, mae = paired_gain(per["auc_ab"], gray["auc_ab"]), paired_gain(per["mae_rgb"], gray["mae_rgb"], False)
+        if auc[0] > z * auc[1] and mae[0] > z * mae[1]:
+            passing.append(aggregate(per) | {"step": int(path.stem.split("_")[1]), "path": str(path),
+                                             "auc_ab_gain": auc, "mae_rgb_gain": mae})
+    return max(passing, key=lambda r: r["colorfulness_ratio"]) if passing else None
 
 
 def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float] | None = None,
@@ -170,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--no-baseline", action="store_true", help="leave out the gray baseline's line (no data needed)")
     i.add_argument("--chosen-step", type=int, help="mark this step as the chosen one (default: best.pt's)")
-    k = sub.add_parser("pick", help="NoGAN: the most colourful GAN-phase checkpoint that still beats gray")
+    k = sub.add_parser("pick", help="NoGAN: the most colourful GAN-phase checkpoint still clearly better than gray")
     k.add_argument("--run", required=True)
+    k.add_argument("--z", type=float, default=2.0, help="how many standard errors the gains over gray must exceed")
     args = p.parse_args(argv)
     try:
         if args.command == "figure":
@@ -194,10 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             info = inflection_plot(args.run, args.out, gray, args.chosen_step)
             print(json.dumps(info))
         elif args.command == "pick":
-            pick = gan_phase_pick(args.run, validation_gray_metrics(args.run))
+            pick = gan_phase_pick(args.run, args.z)
             print(json.dumps(pick))
             if pick is None:
-                print("no checkpoint of the GAN phase beats the gray baseline on validation", file=sys.stderr)
+                print("no kept generator of the GAN phase is clearly better than gray on validation", file=sys.stderr)
                 return 1
     except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,17 +130,36 @@ def test_validation_gray_metrics_use_the_runs_own_validation_images(tiny_run):
     assert gray["colorfulness_ratio"] < 0.01
 
 
-def test_gan_phase_pick_is_the_most_colourful_checkpoint_still_beating_gray(tmp_path):
+def test_gan_phase_pick_is_the_most_colourful_generator_still_clearly_better_than_gray(tmp_path, monkeypatch):
+    import core.inference
     run = tmp_path / "nogan"
-    run.mkdir()
-    rows = [("generator", 10, 91.0, 11.0, 0.3), ("gan", 12, 90.6, 12.0, 0.5), ("gan", 14, 90.3, 12.3, 0.6),
-            ("gan", 16, 89.9, 12.6, 0.8), ("gan", 18, 90.4, 12.1, 0.55)]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(
-        {"type": "val", "phase": ph, "step": st, "auc_ab": a, "mae_rgb": m, "colorfulness_ratio": r}) + "\n"
-        for ph, st, a, m, r in rows))
-    pick = gan_phase_pick(run, {"auc_ab": 90.0, "mae_rgb": 12.5})
-    assert pick["step"] == 14 and pick["path"].endswith("checkpoints/gan/step_000014.pt")
-    assert gan_phase_pick(run, {"auc_ab": 91.5, "mae_rgb": 10.0}) is None  # nothing beats gray
+    (run / "checkpoints" / "gan").mkdir(parents=True)
+    TrainConfig(model="nogan", source="sample", val_limit=200).save(run / "config.json")
+    truth = {}  # the validation truth, looked up by L, for stand-in generators of known quality
+
+    class Fake:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        def predict(self, L: torch.Tensor) -> torch.Tensor:
+            if not truth:
+                from core.study import validation_tensors
+
+                Lv, abv = validation_tensors(run)
+                truth.update({bytes(x.numpy().tobytes()): a for x, a in zip(Lv, abv)})
+            ab = torch.stack([truth[bytes(x.numpy().tobytes())] for x in L])
+            noise = torch.randn(ab.shape, generator=torch.Generator().manual_seed(0))
+            return {"half": 0.5 * ab, "most": 0.9 * ab, "wild": ab + 0.6 * noise}[self.kind]
+
+    kinds = {10: "half", 20: "most", 30: "wild"}
+    for step in kinds:
+        (run / "checkpoints" / "gan" / f"step_{step:06d}.pt").write_bytes(b"")
+    monkeypatch.setattr(core.inference, "load_colorizer", lambda p: Fake(kinds[int(Path(p).stem.split("_")[1])]))
+    pick = gan_phase_pick(run)
+    assert pick["step"] == 20 and pick["path"].endswith("step_000020.pt")
+    assert pick["auc_ab_gain"][0] > 2 * pick["auc_ab_gain"][1] and pick["mae_rgb_gain"][0] > 0
+    kinds.update({10: "wild", 20: "wild"})
+    assert gan_phase_pick(run) is None  # colourful, but worse than gray
 
 
 def test_export_ships_a_chosen_checkpoint_and_says_so(tiny_run, tmp_path):
