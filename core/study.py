@@ -149,7 +149,8 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
         raise ValueError(f"{run.path} has no validation records of a GAN phase; is it a finished NoGAN run?")
     before = [r for r in vals if r.get("phase") == "generator"][-1:]
     records = before + gan
-    best_step = int(load_checkpoint(run.best)["step"]) if chosen_step is None else int(chosen_step)
+    score_step = int(load_checkpoint(run.best)["step"])
+    best_step = score_step if chosen_step is None else int(chosen_step)
     steps = [r["step"] for r in records]
     fig, ax1 = plt.subplots(figsize=(7, 3.6), dpi=120)
     ax1.plot(steps, [r["auc_ab"] for r in records], "o-", color="#1f77b4", label="auc_ab")
@@ -162,18 +163,21 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
         ax1.axhline(gray["auc_ab"], color="#1f77b4", linestyle=":", linewidth=1)
         ax1.annotate("gray baseline auc_ab", (steps[0], gray["auc_ab"]), fontsize=7, color="#1f77b4",
                      va="bottom")
-    ax1.axvline(best_step, color="gray", linestyle=":")
-    ax1.annotate("chosen" if chosen_step is not None else "chosen (best.pt)", (best_step, ax1.get_ylim()[1]),
+    ax1.axvline(best_step, color="black", linestyle=":")
+    ax1.annotate("chosen" if best_step != score_step else "chosen (best.pt)", (best_step, ax1.get_ylim()[1]),
                  ha="center", va="bottom", fontsize=8)
-    ax1.set_title("NoGAN: validation over the GAN phase")
+    if best_step != score_step:
+        ax1.axvline(score_step, color="gray", linestyle=":")
+        ax1.annotate("best.pt (highest score)", (score_step, ax1.get_ylim()[1]), ha="right", va="bottom", fontsize=8)
+    ax1.set_title("NoGAN: validation over the GAN phase", pad=16)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
     return {"steps": steps, "auc_ab": [r["auc_ab"] for r in records], "mae_rgb": [r["mae_rgb"] for r in records],
-            "colorfulness_ratio": [r["colorfulness_ratio"] for r in records], "best_step": best_step,
-            "gray": gray}
+            "colorfulness_ratio": [r["colorfulness_ratio"] for r in records], "chosen_step": best_step,
+            "best_pt_step": score_step, "gray": gray}
 
 
 def main(argv: list[str] | None = None) -> int:

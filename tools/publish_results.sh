@@ -10,13 +10,26 @@ PREFIX=${PREFIX:-ship}
 STUDY=${STUDY:-study}
 NOTE=${NOTE:-}
 PY=.venv/bin/python
-for name in classifier unet dcgan nogan; do
+for name in classifier unet dcgan; do
   $PY -m core.export --run "runs/$PREFIX-$name" --name "$name" --source "$DATA" --note "$NOTE"
 done
+# NoGAN ships the generator at its inflection point (core.study pick), or best.pt when no kept one passes the rule
+if pick=$($PY -m core.study pick --run "runs/$PREFIX-nogan"); then
+  read -r path why < <(echo "$pick" | $PY -c "import json, sys; p = json.load(sys.stdin); print(p['path'], \
+    f\"step {p['step']}: auc_ab gain {p['auc_ab_gain'][0]:+.2f} +- {p['auc_ab_gain'][1]:.2f}, mae_rgb gain \
+{p['mae_rgb_gain'][0]:+.2f} +- {p['mae_rgb_gain'][1]:.2f}\")")
+  $PY -m core.export --run "runs/$PREFIX-nogan" --name nogan --source "$DATA" --note "$NOTE" --checkpoint "$path" \
+    --selection "the inflection point by rule (python -m core.study pick): the most colourful kept generator of the \
+GAN phase whose per-image gains over gray in auc_ab and mae_rgb on the run's validation images both exceed two \
+standard errors ($why)"
+else
+  $PY -m core.export --run "runs/$PREFIX-nogan" --name nogan --source "$DATA" --note "$NOTE"
+fi
 $PY -m core.evaluate --leaderboard checkpoints/unet.pt checkpoints/dcgan.pt checkpoints/nogan.pt --source "$DATA" \
   --part test --json docs/leaderboard.json --csv docs/leaderboard.csv
 $PY -m core.study figure --source "$DATA" --out docs/comparison.png
-$PY -m core.study inflection --run "runs/$PREFIX-nogan" --out docs/nogan_inflection.png > docs/nogan_inflection.json
+$PY -m core.study inflection --run "runs/$PREFIX-nogan" --out docs/nogan_inflection.png \
+  --chosen-step "$($PY -c "import json; print(json.load(open('checkpoints/nogan.json'))['best_step'])")" > docs/nogan_inflection.json
 if compgen -G "runs/$STUDY-*/config.json" > /dev/null; then
   $PY -m core.study splits --source "$DATA" --runs $(ls -d runs/$STUDY-*/ | sed 's:/$::') --json docs/split_study.json
 fi
