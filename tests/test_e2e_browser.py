@@ -129,7 +129,7 @@ def test_train_then_compare(page, server: Dashboard) -> None:
     no_exception(page, server, "/Compare")
     models = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Models", exact=True))
     named = re.compile(re.escape(RUN_NAME))
-    column = page.get_by_test_id("stTable").locator("th").filter(  # the run's column of the page's table
+    column = page.get_by_test_id("stTable").locator("thead th").filter(  # the run's column of the grid's table
         has_text=re.compile(f"^\\s*(run:)?{re.escape(RUN_NAME)}\\s*$"))
     remove = models.get_by_role("button", name=re.compile(f"^Remove .*{re.escape(RUN_NAME)}"))
     if remove.count():  # selected by default (it is the newest model): take it out first
