@@ -127,13 +127,13 @@ def grid_captions(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame],
 
 def page_table(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], model_names: Sequence[str],
                rows: np.ndarray, metric: str) -> pd.DataFrame:
-    """The rows of a grid page as a table: image index, class, mean hue and each model's ``metric``."""
+    """The rows of a grid page as a table indexed '#<image index>': class, mean hue and each model's ``metric``."""
     rows = np.asarray(rows, dtype=np.int64)
-    table = pd.DataFrame({"image": rows, "class": per_image["class_name"].to_numpy()[rows],
-                          "hue": per_image["hue"].to_numpy()[rows]})
+    table = pd.DataFrame({"class": per_image["class_name"].to_numpy()[rows], "hue": per_image["hue"].to_numpy()[rows]},
+                         index=pd.Index([f"#{i}" for i in rows.tolist()], name="image"))
     for name, t in zip(model_names, model_tables):
         table[name] = t[metric].to_numpy()[rows]
-    return table.set_index("image")
+    return table
 
 
 def grid_image(rows: list[list[np.ndarray]], titles: Sequence[str], captions: list[list[str]] | None = None,

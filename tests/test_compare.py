@@ -257,8 +257,8 @@ def test_grid_captions_and_page_table_follow_the_rows(sample_images):
     short, too_long = compare.grid_captions(per_image, [long], rows, "colorfulness_ratio")
     assert short[1] == "colorfulness_ratio 2" and too_long[1] == "0.432"  # the name is left out when too long
     table = compare.page_table(per_image, [a, b], ["A", "B"], rows, "auc_ab")
-    assert list(table.index) == [2, 0] and list(table.columns) == ["class", "hue", "A", "B"]
-    assert table.loc[2, "A"] == 70.25 and table.loc[0, "B"] == 60.0 and table.loc[0, "class"] == "cat"
+    assert list(table.index) == ["#2", "#0"] and list(table.columns) == ["class", "hue", "A", "B"]
+    assert table.loc["#2", "A"] == 70.25 and table.loc["#0", "B"] == 60.0 and table.loc["#0", "class"] == "cat"
 
 
 def test_grid_png_with_captions_adds_a_line_under_each_row(sample_images):

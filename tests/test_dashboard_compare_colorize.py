@@ -75,7 +75,7 @@ def column_titles(at: AppTest) -> list[str]:
 
 def shown_rows(at: AppTest) -> list[int]:
     table = grid_table(at)
-    return [] if table is None else [int(i) for i in table.index]
+    return [] if table is None else [int(str(i).lstrip("#")) for i in table.index]
 
 
 def metric_values(at: AppTest, model: str = "run:tiny-unet") -> list[float]:

@@ -73,7 +73,8 @@ if images is None:
 images = images[first.per_image["part_index"].to_numpy()]  # the evaluated images, in the table's order
 
 st.subheader("Summary")
-st.caption(f"{first.n_images} {part} images of {first.source}; both baselines always listed for reference; "
+st.caption(f"{first.n_images} {part} images of {first.source} (colorfulness of the truth: "
+           f"{first.metrics['colorfulness_gt']:.2f}); both baselines always listed for reference; "
            "the best figure of each column in bold")
 summary = [results[s] for s in specs]
 for b in ("gray", "mean_ab"):
@@ -82,6 +83,7 @@ for b in ("gray", "mean_ab"):
         summary += [r] if r is not None else []
 table = guarded(leaderboard, summary, what="Summary")
 if table is not None:
+    table = table.drop(columns=[c for c in ("n_images", "colorfulness_gt") if c in table.columns])  # in the caption
     best = best_per_column(table)
     st.table(table.style.format(precision=3).apply(
         lambda col: ["font-weight: bold" if best.get(col.name) == i else "" for i in col.index]))
@@ -135,4 +137,4 @@ st.image(figure, caption=f"Under each model: its {metric} on that image; under t
 st.download_button("Download this page as PNG", figure, key="compare_export",
                    file_name=f"compare-{part}-page{page_no}.png", mime="image/png", on_click="ignore",
                    icon=":material/download:")
-st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric).round(3))
+st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric).style.format(precision=2))
