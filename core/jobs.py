@@ -70,6 +70,7 @@ class TrainForm:
     width: int = 32
     batch_size: int = 128
     lr: str = ""
+    lr_decay_epochs: float = 0.0
     l1_weight: float = 100.0
     label_smoothing: bool = False
     critic_epochs: float = 1.0
@@ -101,6 +102,8 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
         if int(value) < low:
             raise JobError(f"{label} must be at least {low}, not {value}")
     lr = parse_lr(form.lr)
+    if float(form.lr_decay_epochs) < 0:
+        raise JobError(f"learning-rate decay epochs must not be negative, not {form.lr_decay_epochs}")
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     name = form.name.strip()
     if not name:  # a default name never collides: a second run in the same second gets a suffix
@@ -117,6 +120,7 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
     args: dict[str, object] = {
         "model": form.method, "source": source, "split": form.split, "epochs": int(form.epochs),
         "width": int(form.width), "batch_size": int(form.batch_size), "lr": lr,
+        "lr_decay_epochs": float(form.lr_decay_epochs),
         "limit": int(form.limit) or None, "val_limit": int(form.val_limit) or None, "seed": int(form.seed),
         "device": form.device,
     }

@@ -79,7 +79,8 @@ def test_build_train_args_unet(tmp_path):
 
 def test_build_train_args_round_trips_through_the_cli(tmp_path):
     form = TrainForm(method="dcgan", source=" sample ", split="random", epochs=3, width=16, batch_size=64, lr="1e-4",
-                     l1_weight=50.0, label_smoothing=True, limit=512, val_limit=64, seed=7, device="cpu", name="x")
+                     l1_weight=50.0, label_smoothing=True, limit=512, val_limit=64, seed=7, device="cpu", name="x",
+                     lr_decay_epochs=1.5)
     cmd = train_command(jobs.build_train_args(form, tmp_path))
     ns = parse_args(cmd[3:])
     assert cmd[1:3] == ["-m", "core.train"]
@@ -87,7 +88,7 @@ def test_build_train_args_round_trips_through_the_cli(tmp_path):
         "dcgan", "sample", "random", 3, 16, 64)
     assert (ns.lr, ns.l1_weight, ns.real_label, ns.limit, ns.val_limit, ns.seed, ns.device) == (
         1e-4, 50.0, 0.9, 512, 64, 7, "cpu")
-    assert ns.out == str(tmp_path / "x") and ns.quiet and not ns.resume
+    assert ns.out == str(tmp_path / "x") and ns.quiet and not ns.resume and ns.lr_decay_epochs == 1.5
 
 
 def test_build_train_args_nogan_phases(tmp_path):
@@ -106,6 +107,7 @@ def test_build_train_args_nogan_phases(tmp_path):
     ({"method": "vae"}, "unknown method"), ({"split": "odd"}, "unknown split"), ({"device": "tpu"}, "unknown device"),
     ({"source": " "}, "source is empty"), ({"epochs": 0}, "epochs"), ({"name": "a/b"}, "run name"),
     ({"name": "has space"}, "run name"), ({"lr": "x"}, "learning rate"), ({"limit": -1}, "image limit"),
+    ({"lr_decay_epochs": -1.0}, "decay epochs"),
 ])
 def test_build_train_args_rejects(tmp_path, change, match):
     with pytest.raises(JobError, match=match):

@@ -70,19 +70,21 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         batch_size = c2.number_input("Batch size", 1, 8192, d.batch_size, key="train_batch_size")
         lr = c3.text_input("Learning rate", key="train_lr", placeholder=f"{method_default_lr(method):g} (default)",
                            help="blank: the method's default")
-        seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
+        decay = c4.number_input("LR decay (epochs)", 0.0, 10_000.0, d.lr_decay_epochs, key="train_lr_decay",
+                                help="fall linearly to zero over the last N epochs (pix2pix's schedule); 0: constant")
         c1, c2, c3, c4 = st.columns(4)
         limit = c1.number_input("Image limit", 0, 10_000_000, 0, step=256, key="train_limit",
                                 help="use at most this many training images (a random draw with the seed); 0: all")
         val_limit = c2.number_input("Validation limit", 0, 10_000_000, 0, step=64, key="train_val_limit",
                                     help="validate on at most this many images (a random draw); 0: all")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
         l1_weight, smoothing = d.l1_weight, False
         critic_epochs, gan_fraction, gan_checkpoints, gan_lr = d.critic_epochs, d.gan_fraction, d.gan_checkpoints, \
             d.gan_lr
         if method == "dcgan":
-            l1_weight = c3.number_input("L1 weight (λ)", 0.0, 10_000.0, d.l1_weight, key="train_l1_weight")
+            l1_weight = c4.number_input("L1 weight (λ)", 0.0, 10_000.0, d.l1_weight, key="train_l1_weight")
         if method in ("dcgan", "nogan"):
-            smoothing = c4.checkbox("Label smoothing (real label 0.9)", key="train_smoothing")
+            smoothing = st.checkbox("Label smoothing (real label 0.9)", key="train_smoothing")
         if method == "nogan":
             c1, c2, c3, c4 = st.columns(4)
             critic_epochs = c1.number_input("Critic epochs (phase 2)", 0.01, 1000.0, d.critic_epochs,
@@ -98,7 +100,8 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
                              help="letters, digits, '.', '_' and '-'; blank: <method>-<date>-<time>")
         if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
-                             batch_size=int(batch_size), lr=lr, l1_weight=float(l1_weight), label_smoothing=smoothing,
+                             batch_size=int(batch_size), lr=lr, lr_decay_epochs=float(decay),
+                             l1_weight=float(l1_weight), label_smoothing=smoothing,
                              critic_epochs=float(critic_epochs), gan_fraction=float(gan_fraction),
                              gan_checkpoints=int(gan_checkpoints), gan_lr=float(gan_lr), limit=int(limit),
                              val_limit=int(val_limit), seed=int(seed), device=device, name=name)
