@@ -84,11 +84,11 @@ gp = preps[gallery_kind]
 for col, part in zip(st.columns(2), ("train", "val")):
     hues = gp.subset_hues(part)
     idx = indices_in_hue_range(hues, lo, hi)
-    shown = idx[:GALLERY_LIMIT]
+    shown = indices_in_hue_range(hues, lo, hi, limit=GALLERY_LIMIT)  # a fixed draw over the whole range
     source_idx = getattr(gp.split, part)[shown]
     with col:
-        st.markdown(f"**{part}** ({gallery_kind} split): {len(idx):,} images with hue in "
-                    f"[{lo:.3f}, {hi:.3f}]" + (f", the first {len(shown)} by hue" if len(idx) > len(shown) else ""))
+        some = f", {len(shown)} of them across the range, by hue" if len(idx) > len(shown) else ""
+        st.markdown(f"**{part}** ({gallery_kind} split): {len(idx):,} images with hue in [{lo:.3f}, {hi:.3f}]{some}")
         if len(shown):
             st.image(enlarged(gp.images(part)[shown], SCALE),
                      caption=[f"#{s} · {h:.2f}" for s, h in zip(source_idx, hues[shown])])
