@@ -136,16 +136,11 @@ def page_table(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], mo
     return table
 
 
-def grid_image(rows: list[list[np.ndarray]], titles: Sequence[str], captions: list[list[str]] | None = None,
-               scale: int = GRID_SCALE) -> np.ndarray:
-    """Rows of a comparison as one picture: column titles, cells enlarged ``scale`` times, a line under each."""
-    return image_grid(rows, scale=scale, titles=list(titles), captions=captions)
-
-
 def grid_png(rows: list[list[np.ndarray]], titles: Sequence[str], scale: int = GRID_SCALE,
              captions: list[list[str]] | None = None) -> bytes:
-    """:func:`grid_image` encoded as PNG (the figure the Compare page shows and exports)."""
-    return png_bytes(grid_image(rows, titles, captions, scale))
+    """Rows of a comparison as one PNG figure (the one the Compare page shows and exports): column titles,
+    cells enlarged ``scale`` times, a caption line under each cell."""
+    return png_bytes(image_grid(rows, scale=scale, titles=list(titles), captions=captions))
 
 
 # --- pictures ---------------------------------------------------------------------------------------

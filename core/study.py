@@ -85,14 +85,13 @@ def split_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def validation_tensors(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Model-space (L, ab) of the validation images a run validated on (same split, same draw)."""
-    from core.data import prepare
-    from core.splits import spread_subset
+    from core.config import TrainConfig
+    from core.train import prepare_run_data, run_subsets
 
-    cfg = json.loads(RunDir(Path(run_dir)).config.read_text())
-    prepared = prepare(cfg["source"], cfg["split"], cfg["val_fraction"], cfg["seed"], cfg["gray_threshold"],
-                       size=cfg.get("size", 32), progress=False)
-    images = prepared.images("val")
-    return uint8_to_model(images[spread_subset(len(images), cfg.get("val_limit"), cfg["seed"])])
+    cfg = TrainConfig.load(RunDir(Path(run_dir)).config)
+    prepared = prepare_run_data(cfg)
+    _, val_idx = run_subsets(cfg, prepared)
+    return uint8_to_model(prepared.images("val")[val_idx])
 
 
 def validation_gray_metrics(run_dir: str | Path) -> dict[str, float]:

@@ -98,13 +98,23 @@ class Tensors:
         return out
 
 
+def prepare_run_data(cfg: TrainConfig, progress: bool = False) -> PreparedData:
+    """The data set and split a run's configuration names."""
+    return prepare(cfg.source, cfg.split, cfg.val_fraction, cfg.seed, cfg.gray_threshold, size=cfg.size,
+                   progress=progress)
+
+
+def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training and validation images a run uses: draws fixed by its seed when limited."""
+    return (spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed),
+            spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed))
+
+
 def load_training_data(cfg: TrainConfig, device: torch.device, progress: bool = True,
                        ) -> tuple[PreparedData, Tensors, Tensors]:
     """Prepare the split and move train and validation subsets to the device, converted to Lab once."""
-    prepared = prepare(cfg.source, cfg.split, cfg.val_fraction, cfg.seed, cfg.gray_threshold, size=cfg.size,
-                       progress=progress)
-    train_idx = spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed)
-    val_idx = spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed)
+    prepared = prepare_run_data(cfg, progress)
+    train_idx, val_idx = run_subsets(cfg, prepared)
     train = Tensors.from_images(prepared.images("train")[train_idx], prepared.labels("train")[train_idx], device)
     val = Tensors.from_images(prepared.images("val")[val_idx], prepared.labels("val")[val_idx], device)
     if len(train) < 2:
