@@ -21,6 +21,7 @@ class TrainConfig:
     epochs: int = 5  # for NoGAN: the epochs of phase 1 (generator alone)
     limit: int | None = None  # use at most this many training images (a random draw with the seed)
     val_limit: int | None = None  # validate on at most this many validation images (drawn likewise)
+    init: str | None = None  # start the generator from this checkpoint's generator (fine-tuning; NoGAN's later phases)
     width: int = 32  # generator (or classifier) base width
     disc_width: int = 64  # discriminator / critic base width
     batch_size: int = 128

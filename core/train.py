@@ -25,6 +25,7 @@ from core.checkpoint import (
     FORMAT_TRAINING,
     VERSION,
     CheckpointError,
+    generator_state,
     load_checkpoint,
     save_checkpoint,
     weights_payload,
@@ -217,6 +218,21 @@ def ensure_feature_net(cfg: TrainConfig, run: RunDir, progress: bool) -> str | N
     return f"feature network: classifier trained first in this run, validation accuracy {acc:.1f}%"
 
 
+def init_generator(method: Method, path: str | Path) -> None:
+    """Load a checkpoint's generator weights into the method's generator (a fresh run's starting point)."""
+    if "generator" not in method.nets:
+        raise TrainingError(f"--init needs a method with a generator; {method.name} has none")
+    payload = load_checkpoint(path)
+    if payload["method"] not in METHODS or not METHODS[payload["method"]].is_colorizer:
+        raise TrainingError(f"--init {path} holds a {payload['method']} model, not a colorization generator")
+    try:
+        method.nets["generator"].load_state_dict(generator_state(payload))
+    except RuntimeError as e:
+        width = payload.get("config", {}).get("width")
+        raise TrainingError(f"--init {path}: its generator (width {width}) does not fit this run's "
+                            f"(width {method.cfg.width}); use the same --width") from e
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
           max_steps: int | None = None) -> dict:
     """Run (or resume) training into ``out``; returns the final status. ``max_steps`` stops early (tests).
@@ -277,8 +293,11 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
         torch.set_rng_state(ckpt["rng"]["torch"])
         best_score, best_step = float(ckpt.get("best_score", -math.inf)), int(ckpt.get("best_step", -1))
         run.truncate_metrics(start_step)
-    elif run.metrics_file.exists():
-        run.metrics_file.unlink()
+    else:
+        if cfg.init:
+            init_generator(method, cfg.init)
+        if run.metrics_file.exists():
+            run.metrics_file.unlink()
 
     stop = _StopFlag()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -403,6 +422,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use at most N training images (a random draw with --seed, every class in proportion)")
     p.add_argument("--val-limit", type=int, default=None,
                    help="validate on at most N images (a random draw with --seed)")
+    p.add_argument("--init", default=None, help="start the generator from this checkpoint's generator weights "
+                   "(e.g. NoGAN with --epochs 0 runs only the critic and GAN phases over an existing generator)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--disc-width", type=int, default=d.disc_width)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -156,6 +156,33 @@ def test_tiny_nogan_run_shows_its_three_phases(tmp_path, classifier_ckpt):
     assert best["best_score"] == pytest.approx(max(r["score"] for r in gan_vals))
 
 
+def test_init_starts_from_the_given_generator_and_nogan_epochs_0_skips_phase_1(tmp_path, classifier_ckpt):
+    train(tiny("unet", limit=64), tmp_path / "unet", progress=False)
+    start = tmp_path / "unet" / "checkpoints" / "best.pt"
+    # zero steps of training: the run's generator is exactly the one it started from
+    first = train(tiny("dcgan", limit=64, init=str(start)), tmp_path / "dcgan", progress=False, max_steps=0)
+    assert first["state"] == "cancelled"
+    a = load_checkpoint(start)["state"]["nets"]["generator"]
+    b = load_checkpoint(tmp_path / "dcgan" / "checkpoints" / "last.pt")["state"]["nets"]["generator"]
+    assert all(torch.equal(a[k].float(), b[k].float()) for k in a)
+    out = tmp_path / "nogan"
+    train(tiny("nogan", epochs=0, init=str(start), feature_net=str(classifier_ckpt), critic_epochs=0.5,
+               gan_fraction=0.5, gan_checkpoints=2), out, progress=False)
+    records = RunDir(out).metrics()
+    assert [p for p in dict.fromkeys(r["phase"] for r in records)] == ["critic", "gan"]
+    critic_val = next(r for r in records if r["type"] == "val" and r["phase"] == "critic")
+    assert critic_val["auc_ab"] == pytest.approx(load_checkpoint(start)["metrics"]["auc_ab"])
+
+
+def test_init_with_a_generator_of_another_width_is_refused_clearly(tmp_path, classifier_ckpt):
+    train(tiny("unet", limit=64), tmp_path / "unet", progress=False)
+    with pytest.raises(TrainingError, match="width 8.*width 16"):
+        train(tiny("unet", limit=64, width=16, init=str(tmp_path / "unet" / "checkpoints" / "best.pt")),
+              tmp_path / "wide", progress=False)
+    with pytest.raises(TrainingError, match="not a colorization generator"):
+        train(tiny("unet", limit=64, init=str(classifier_ckpt)), tmp_path / "clf", progress=False)
+
+
 def test_nogan_without_feature_net_trains_a_classifier_first(tmp_path, monkeypatch):
     import core.methods.nogan as nogan
 
