@@ -57,6 +57,23 @@ def _command(config: dict, out: str) -> str:
     return " ".join(cmd)
 
 
+def init_provenance(path: str | Path) -> dict:
+    """Where a run's starting generator (``--init``) came from: the file, its step and phase, and the command and
+    wall time of the run that trained it, so that a card covers the whole chain of training."""
+    path = Path(path)
+    info: dict = {"checkpoint": str(path)}
+    if not path.is_file():
+        return info | {"missing": True}
+    ckpt = load_checkpoint(path)
+    run_dir = next((p.parent for p in path.parents if p.name == "checkpoints"), path.parent)
+    status = RunDir(run_dir).status()
+    info |= {"method": ckpt["method"], "step": ckpt.get("step"), "phase": ckpt.get("phase"),
+             "command": _command(ckpt["config"], str(run_dir))}
+    if "started" in status and "finished" in status:
+        info["run_wall_time_s"] = round(float(status["finished"]) - float(status["started"]), 1)
+    return info
+
+
 def export_run(run_dir: str | Path, name: str, source: str | None = None, part: str = "test", half: bool = True,
                out_dir: str | Path | None = None, limit: int | None = None, ssim: bool = True,
                note: str = "", checkpoint: str | Path | None = None, selection: str = "") -> dict:
@@ -104,6 +121,8 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "threads": config.get("threads"),
         "note": note,
     }
+    if config.get("init"):
+        card["init"] = init_provenance(config["init"])
     if source and ckpt["method"] == "classifier":
         card["accuracy_val"] = ckpt.get("metrics", {}).get("accuracy")
     elif source:

@@ -177,3 +177,17 @@ def test_export_ships_a_chosen_checkpoint_and_says_so(tiny_run, tmp_path):
     assert export_run(tiny_run, "default", out_dir=tmp_path)["selection"].startswith("best.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         export_run(tiny_run, "missing", out_dir=tmp_path, checkpoint=tmp_path / "nope.pt")
+
+
+def test_card_of_a_run_started_with_init_names_the_run_that_trained_its_start(tiny_run, tmp_path):
+    start = tiny_run / "checkpoints" / "best.pt"
+    out = tmp_path / "tuned"
+    train(TrainConfig(model="unet", source="sample", epochs=1, limit=64, val_limit=32, width=8, batch_size=32,
+                      threads=1, init=str(start)), out, progress=False)
+    card = export_run(out, "tuned", out_dir=tmp_path)
+    assert "--init " + str(start) in card["command"]
+    init = card["init"]
+    assert init["checkpoint"] == str(start) and init["method"] == "unet"
+    assert init["step"] == load_checkpoint(start)["step"]
+    assert init["command"].endswith("--out " + str(tiny_run)) and "--init" not in init["command"]
+    assert init["run_wall_time_s"] >= 0
