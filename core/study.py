@@ -4,6 +4,8 @@
     python -m core.study splits  --source SRC --runs runs/split-* [--json OUT] [--markdown OUT]
     python -m core.study inflection --run runs/ship-nogan --out docs/nogan_inflection.png [--chosen-step N]
     python -m core.study pick --run runs/ship-nogan
+    python -m core.study tradeoff --runs runs/ship-unet runs/ship-dcgan runs/ship-nogan --scale-run runs/ship-unet \
+        --out docs/tradeoff.png
 """
 
 from __future__ import annotations
@@ -179,6 +181,69 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
             "best_pt_step": score_step, "gray": gray}
 
 
+VALIDATION_KEYS = ("source", "split", "val_fraction", "seed", "gray_threshold", "val_limit")
+
+
+def saturation_curve(generator: str | Path, L: torch.Tensor, ab: torch.Tensor,
+                     scales: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)) -> pd.DataFrame:
+    """A generator's validation metrics with its a,b multiplied by each scale: how much colour its own predictions
+    can take before they lose to the gray baseline (a reference line for the GANs, not a model)."""
+    from core.inference import load_colorizer
+    from core.metrics import compute_metrics
+
+    pred = load_colorizer(generator).predict(L)
+    rows = [{"scale": s} | compute_metrics(L, pred * s, ab) for s in scales]
+    return pd.DataFrame(rows)[["scale", "mae_rgb", "auc_ab", "colorfulness_ratio"]]
+
+
+def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path | None = None) -> dict:
+    """mae_rgb against colorfulness ratio of every validation of the given runs (same validation images), with the
+    gray baseline and, from ``scale_run``'s best.pt, the saturation curve; returns the plotted numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dirs = [RunDir(Path(r)) for r in runs]
+    configs = {d.path.name: json.loads(d.config.read_text()) for d in dirs}
+    first = next(iter(configs.values()))
+    for name, cfg in configs.items():
+        diff = [k for k in VALIDATION_KEYS if cfg.get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"run {name} validates on other images than {dirs[0].path.name} (differs in {diff})")
+    L, ab = validation_tensors(dirs[0].path)
+    from core.metrics import compute_metrics
+
+    gray = compute_metrics(L, torch.zeros_like(ab), ab)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    series: dict = {}
+    for d in dirs:
+        vals = [r for r in d.metrics() if r.get("type") == "val" and r.get("phase") != "critic"]
+        series[d.path.name] = [{k: r[k] for k in ("step", "phase", "mae_rgb", "auc_ab", "colorfulness_ratio")}
+                               for r in vals]
+        ax.plot([r["colorfulness_ratio"] for r in vals], [r["mae_rgb"] for r in vals], "o-", markersize=3,
+                linewidth=1, label=f"{d.path.name} ({configs[d.path.name]['model']}, each validation)")
+    curve = None
+    if scale_run is not None:
+        run = RunDir(Path(scale_run))
+        curve = saturation_curve(run.best if run.best.is_file() else run.last, L, ab)
+        ax.plot(curve["colorfulness_ratio"], curve["mae_rgb"], "k--", linewidth=1,
+                label=f"{run.path.name} best.pt with a,b x {curve['scale'].min():g}..{curve['scale'].max():g}")
+    ax.axhline(gray["mae_rgb"], color="gray", linestyle=":", label="gray baseline")
+    ax.axvline(0.8, color="#d9480f", linestyle=":", linewidth=1, label="colorfulness ratio 0.8")
+    ax.set_xlabel("validation colorfulness ratio (1 = as colourful as the truth)")
+    ax.set_ylabel("validation mae_rgb (lower is better)")
+    ax.set_title("Colour against accuracy on the validation images")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return {"gray": {k: gray[k] for k in ("mae_rgb", "auc_ab")}, "runs": series,
+            "saturation_curve": None if curve is None else curve.to_dict(orient="records")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.study", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("pick", help="NoGAN: the most colourful GAN-phase checkpoint still clearly better than gray")
     k.add_argument("--run", required=True)
     k.add_argument("--z", type=float, default=2.0, help="how many standard errors the gains over gray must exceed")
+    t = sub.add_parser("tradeoff", help="mae_rgb against colorfulness ratio over runs' validations, as a PNG")
+    t.add_argument("--runs", nargs="+", required=True)
+    t.add_argument("--scale-run", help="also draw this run's best.pt with its a,b scaled up")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     try:
         if args.command == "figure":
@@ -221,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             gray = None if args.no_baseline else validation_gray_metrics(args.run)
             info = inflection_plot(args.run, args.out, gray, args.chosen_step)
             print(json.dumps(info))
+        elif args.command == "tradeoff":
+            info = tradeoff_plot(args.runs, args.out, args.scale_run)
+            if args.json:
+                args.json.write_text(json.dumps(info, indent=1, default=float))
+            print(f"wrote {args.out}")
         elif args.command == "pick":
             pick = gan_phase_pick(args.run, args.z)
             print(json.dumps(pick))

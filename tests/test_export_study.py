@@ -14,6 +14,7 @@ from core.checkpoint import FORMAT_WEIGHTS, CheckpointError, load_checkpoint, sa
 from core.config import TrainConfig
 from core.export import export_run
 from core.inference import available_models, colorize_picture, load_colorizer, network_size
+from core.runs import RunDir
 from core.study import (
     comparison_figure,
     fixed_test_indices,
@@ -191,3 +192,32 @@ def test_card_of_a_run_started_with_init_names_the_run_that_trained_its_start(ti
     assert init["step"] == load_checkpoint(start)["step"]
     assert init["command"].endswith("--out " + str(tiny_run)) and "--init" not in init["command"]
     assert init["run_wall_time_s"] >= 0
+
+
+def test_saturation_curve_runs_from_gray_to_more_colour_than_the_model(tiny_run):
+    from core.metrics import compute_metrics
+    from core.study import saturation_curve, validation_tensors
+
+    L, ab = validation_tensors(tiny_run)
+    curve = saturation_curve(tiny_run / "checkpoints" / "best.pt", L, ab, scales=(0.0, 1.0, 3.0))
+    gray = compute_metrics(L, torch.zeros_like(ab), ab)
+    own = compute_metrics(L, load_colorizer(tiny_run).predict(L), ab)
+    assert curve["mae_rgb"].iloc[0] == pytest.approx(gray["mae_rgb"])
+    assert curve["mae_rgb"].iloc[1] == pytest.approx(own["mae_rgb"])
+    assert curve["colorfulness_ratio"].is_monotonic_increasing
+    assert curve["colorfulness_ratio"].iloc[2] > 2 * curve["colorfulness_ratio"].iloc[1] > 0
+
+
+def test_tradeoff_plot_draws_each_validation_and_refuses_runs_on_other_images(tiny_run, tmp_path):
+    from core.study import tradeoff_plot
+
+    info = tradeoff_plot([tiny_run], tmp_path / "t.png", scale_run=tiny_run)
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    vals = [r for r in RunDir(tiny_run).metrics() if r["type"] == "val"]
+    assert [r["mae_rgb"] for r in info["runs"][tiny_run.name]] == [r["mae_rgb"] for r in vals]
+    assert info["saturation_curve"][0]["scale"] == 1.0
+    other = tmp_path / "other"
+    train(TrainConfig(model="unet", source="sample", epochs=1, limit=64, val_limit=16, width=8, batch_size=32,
+                      threads=1), other, progress=False)
+    with pytest.raises(ValueError, match="val_limit"):
+        tradeoff_plot([tiny_run, other], tmp_path / "u.png")
