@@ -148,14 +148,15 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
     gan = [r for r in vals if r.get("phase") == "gan"]
     if not gan:
         raise ValueError(f"{run.path} has no validation records of a GAN phase; is it a finished NoGAN run?")
-    before = [r for r in vals if r.get("phase") == "generator"][-1:]
+    # the generator the GAN phase starts from: the end of phase 1, or (a run started with --init) the critic phase's
+    before = ([r for r in vals if r["phase"] == "generator"] or [r for r in vals if r["phase"] == "critic"])[-1:]
     records = before + gan
     score_step = int(load_checkpoint(run.best)["step"])
     best_step = score_step if chosen_step is None else int(chosen_step)
     steps = [r["step"] for r in records]
     fig, ax1 = plt.subplots(figsize=(7, 3.6), dpi=120)
     ax1.plot(steps, [r["auc_ab"] for r in records], "o-", color="#1f77b4", label="auc_ab")
-    ax1.set_xlabel("training step (first point: end of phase 1, generator only)")
+    ax1.set_xlabel("training step (first point: the generator before the GAN phase)")
     ax1.set_ylabel("validation auc_ab", color="#1f77b4")
     ax2 = ax1.twinx()
     ax2.plot(steps, [r["colorfulness_ratio"] for r in records], "s--", color="#d9480f", label="colorfulness ratio")

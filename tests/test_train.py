@@ -172,6 +172,10 @@ def test_init_starts_from_the_given_generator_and_nogan_epochs_0_skips_phase_1(t
     assert [p for p in dict.fromkeys(r["phase"] for r in records)] == ["critic", "gan"]
     critic_val = next(r for r in records if r["type"] == "val" and r["phase"] == "critic")
     assert critic_val["auc_ab"] == pytest.approx(load_checkpoint(start)["metrics"]["auc_ab"])
+    from core.study import inflection_plot
+
+    info = inflection_plot(out, tmp_path / "inflection.png")  # starts from the generator it was given
+    assert info["steps"][0] == critic_val["step"] and info["auc_ab"][0] == critic_val["auc_ab"]
 
 
 def test_init_with_a_generator_of_another_width_is_refused_clearly(tmp_path, classifier_ckpt):
