@@ -3,7 +3,7 @@
     python -m core.study figure  --source SRC [--models A.pt B.pt ...] --out docs/comparison.png
     python -m core.study splits  --source SRC --runs runs/split-* [--json OUT] [--markdown OUT]
     python -m core.study inflection --run runs/ship-nogan --out docs/nogan_inflection.png [--chosen-step N]
-    python -m core.study pick --run runs/ship-nogan
+    python -m core.study pick --run runs/ship-nogan [--phase gan]
     python -m core.study tradeoff --runs runs/ship-unet runs/ship-dcgan runs/ship-nogan --scale-run runs/ship-unet \
         --out docs/tradeoff.png
 """
@@ -111,18 +111,21 @@ def paired_gain(model: np.ndarray, baseline: np.ndarray, higher_is_better: bool 
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
 
 
-def gan_phase_pick(run_dir: str | Path, z: float = 2.0) -> dict | None:
-    """NoGAN's inflection point as a rule: of the GAN phase's kept generators, the most colourful one that is
-    still clearly better than the gray baseline on the run's validation images: its per-image gain over gray in
-    auc_ab and in mae_rgb both exceed ``z`` standard errors. None when no kept generator passes.
+def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = None) -> dict | None:
+    """A run's inflection point as a rule: of the generators it kept in ``phase`` (default: ``gan`` when the run
+    has a GAN phase, else ``train``), the most colourful one that is still clearly better than the gray baseline
+    on the run's validation images: its per-image gains over gray in auc_ab and in mae_rgb both exceed ``z``
+    standard errors. None when no kept generator passes.
     Returns its validation metrics with ``step``, ``path`` and the two gains (mean, standard error)."""
     from core.inference import load_colorizer
     from core.metrics import aggregate, per_image_metrics
 
     run = RunDir(Path(run_dir))
-    kept = sorted((run.checkpoints / "gan").glob("step_*.pt"))
+    if phase is None:
+        phase = "gan" if (run.checkpoints / "gan").is_dir() else "train"
+    kept = sorted((run.checkpoints / phase).glob("step_*.pt"))
     if not kept:
-        raise ValueError(f"{run.path} keeps no GAN-phase generators (checkpoints/gan/step_*.pt)")
+        raise ValueError(f"{run.path} keeps no generators of phase {phase!r} (checkpoints/{phase}/step_*.pt)")
     L, ab = validation_tensors(run.path)
     gray = per_image_metrics(L, torch.zeros_like(ab), ab, ssim=False)
     passing = []
@@ -263,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--no-baseline", action="store_true", help="leave out the gray baseline's line (no data needed)")
     i.add_argument("--chosen-step", type=int, help="mark this step as the chosen one (default: best.pt's)")
-    k = sub.add_parser("pick", help="NoGAN: the most colourful GAN-phase checkpoint still clearly better than gray")
+    k = sub.add_parser("pick", help="the most colourful kept checkpoint of a run still clearly better than gray")
     k.add_argument("--run", required=True)
+    k.add_argument("--phase", help="the phase whose kept generators compete (default: gan if any, else train)")
     k.add_argument("--z", type=float, default=2.0, help="how many standard errors the gains over gray must exceed")
     t = sub.add_parser("tradeoff", help="mae_rgb against colorfulness ratio over runs' validations, as a PNG")
     t.add_argument("--runs", nargs="+", required=True)
@@ -298,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(info, indent=1, default=float))
             print(f"wrote {args.out}")
         elif args.command == "pick":
-            pick = gan_phase_pick(args.run, args.z)
+            pick = pick_checkpoint(args.run, args.z, args.phase)
             print(json.dumps(pick))
             if pick is None:
                 print("no kept generator of the GAN phase is clearly better than gray on validation", file=sys.stderr)

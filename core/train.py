@@ -387,8 +387,9 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
                         best_score, best_step = last_metrics["score"], step
                         save_checkpoint(checkpoint_payload(phase), run.best)
                     save_checkpoint(checkpoint_payload(phase), run.last)
-                    if phase.eval_every < spe and method.is_colorizer:  # short phases (NoGAN's GAN phase): keep
-                        # every validated generator, so any point before the inflection can be picked afterwards
+                    if method.is_colorizer:  # keep every validated generator (weights only), so that any point
+                        # of the run (NoGAN's inflection, a GAN's most colourful epoch still beating gray) can be
+                        # picked afterwards: python -m core.study pick
                         save_checkpoint(weights_payload(checkpoint_payload(phase)),
                                         run.checkpoints / phase.name / f"step_{step:06d}.pt")
                     msg = f"step {step}/{total} ({phase.name}) " + ", ".join(

@@ -18,8 +18,8 @@ from core.runs import RunDir
 from core.study import (
     comparison_figure,
     fixed_test_indices,
-    gan_phase_pick,
     inflection_plot,
+    pick_checkpoint,
     validation_gray_metrics,
 )
 from core.train import train
@@ -131,7 +131,7 @@ def test_validation_gray_metrics_use_the_runs_own_validation_images(tiny_run):
     assert gray["colorfulness_ratio"] < 0.01
 
 
-def test_gan_phase_pick_is_the_most_colourful_generator_still_clearly_better_than_gray(tmp_path, monkeypatch):
+def test_pick_checkpoint_is_the_most_colourful_generator_still_clearly_better_than_gray(tmp_path, monkeypatch):
     import core.inference
     run = tmp_path / "nogan"
     (run / "checkpoints" / "gan").mkdir(parents=True)
@@ -156,11 +156,16 @@ def test_gan_phase_pick_is_the_most_colourful_generator_still_clearly_better_tha
     for step in kinds:
         (run / "checkpoints" / "gan" / f"step_{step:06d}.pt").write_bytes(b"")
     monkeypatch.setattr(core.inference, "load_colorizer", lambda p: Fake(kinds[int(Path(p).stem.split("_")[1])]))
-    pick = gan_phase_pick(run)
+    pick = pick_checkpoint(run)
     assert pick["step"] == 20 and pick["path"].endswith("step_000020.pt")
     assert pick["auc_ab_gain"][0] > 2 * pick["auc_ab_gain"][1] and pick["mae_rgb_gain"][0] > 0
     kinds.update({10: "wild", 20: "wild"})
-    assert gan_phase_pick(run) is None  # colourful, but worse than gray
+    assert pick_checkpoint(run) is None  # colourful, but worse than gray
+    (run / "checkpoints" / "gan").rename(run / "checkpoints" / "train")  # a one-phase run (U-Net, DCGAN) keeps these
+    kinds.update({10: "half", 20: "wild"})
+    assert pick_checkpoint(run)["step"] == 10 == pick_checkpoint(run, phase="train")["step"]
+    with pytest.raises(ValueError, match="phase 'gan'"):
+        pick_checkpoint(run, phase="gan")
 
 
 def test_export_ships_a_chosen_checkpoint_and_says_so(tiny_run, tmp_path):
