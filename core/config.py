@@ -37,6 +37,7 @@ class TrainConfig:
     critic_epochs: float = 1.0  # NoGAN phase 2 length, in epochs
     gan_fraction: float = 0.1  # NoGAN phase 3 length, in epochs
     gan_checkpoints: int = 10  # NoGAN: validations (and checkpoints) during phase 3
+    gan_l1_weight: float = 0.0  # NoGAN: extra weight of the L1 term on a,b in the GAN phase (pix2pix's lambda); 0: none
     gan_lr: float = 2e-4  # NoGAN: learning rate of both networks in phase 3 (lower = a slower, finer inflection)
     flip: bool = True  # random horizontal flips
     device: str = "auto"  # auto | cpu | cuda

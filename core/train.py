@@ -441,6 +441,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--critic-epochs", type=float, default=d.critic_epochs)
     p.add_argument("--gan-fraction", type=float, default=d.gan_fraction)
     p.add_argument("--gan-checkpoints", type=int, default=d.gan_checkpoints)
+    p.add_argument("--gan-l1-weight", type=float, default=d.gan_l1_weight,
+                   help="NoGAN: extra weight of the L1 term on a,b in the GAN phase, as pix2pix's lambda (default 0)")
     p.add_argument("--gan-lr", type=float, default=d.gan_lr, help="NoGAN: learning rate of the GAN phase")
     p.add_argument("--no-flip", dest="flip", action="store_false")
     p.add_argument("--seed", type=int, default=d.seed)

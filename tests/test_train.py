@@ -75,6 +75,18 @@ def test_nogan_gan_phase_runs_at_the_configured_rate(classifier_ckpt):
         assert opt.param_groups[0]["betas"][0] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("gan_l1_weight", [0.0, 50.0])
+def test_nogan_gan_phase_loss_is_adversarial_plus_weighted_feature_and_l1_terms(classifier_ckpt, gan_l1_weight):
+    torch.manual_seed(0)
+    method = build_method(tiny("nogan", feature_net=str(classifier_ckpt), feature_weight=2.0,
+                               gan_l1_weight=gan_l1_weight), torch.device("cpu"))
+    method.set_phase("gan")
+    method.set_input(_batch())
+    out = method.optimize()
+    feat_total = out["g_l1"] + out["g_feat"]
+    assert out["g_loss"] == pytest.approx(out["g_gan"] + 2.0 * feat_total + gan_l1_weight * out["g_l1"], rel=1e-5)
+
+
 def test_decay_factor_is_constant_then_linear_to_zero():
     assert [decay_factor(i, 10, 4) for i in range(10)] == pytest.approx([1] * 7 + [0.75, 0.5, 0.25])
     assert decay_factor(5, 10, 0) == 1.0 and decay_factor(0, 10, 50) == 1.0

@@ -4,7 +4,8 @@
    maps of a frozen feature network on the predicted and the true colour image);
 2. ``critic``: the patch discriminator alone, as a classifier of real vs generated (L, ab) from the frozen
    phase-1 generator;
-3. ``gan``: a short joint phase, generator loss = adversarial + feature_weight x feature loss, validated
+3. ``gan``: a short joint phase, generator loss = adversarial + feature_weight x feature loss
+   (+ gan_l1_weight x L1 on a,b, an optional pix2pix-style anchor), validated
    often so that the best checkpoint before artefacts appear (the inflection point) is kept as best.pt.
 """
 
@@ -134,7 +135,7 @@ class NoGANMethod(Method):
             set_requires_grad(d, False)
             adv = generator_adversarial_loss(d(torch.cat((L, fake), 1)))
             feat_total, parts = self.feature_loss(L, fake, ab, rgb)
-            loss = adv + self.cfg.feature_weight * feat_total
+            loss = adv + self.cfg.feature_weight * feat_total + self.cfg.gan_l1_weight * parts["l1"]
             out["g_gan"] = adv.item()
         else:
             loss, parts = self.feature_loss(L, fake, ab, rgb)
