@@ -69,6 +69,12 @@ def test_nogan_gan_phase_runs_at_the_configured_rate(classifier_ckpt):
     method = build_method(tiny("nogan", feature_net=str(classifier_ckpt), lr=1e-3, gan_lr=3e-5), torch.device("cpu"))
     method.set_phase("generator")
     assert method.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    from core.methods.nogan import CRITIC_LR
+    from core.train import set_decayed_lr
+
+    set_decayed_lr(method, 0.0)  # the end of a phase 1 with --lr-decay-epochs
+    method.set_phase("critic")
+    assert method.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(CRITIC_LR)
     method.set_phase("gan")
     for opt in method.optimizers.values():
         assert opt.param_groups[0]["lr"] == pytest.approx(3e-5)

@@ -113,6 +113,9 @@ class NoGANMethod(Method):
 
     def set_phase(self, name: str) -> None:
         super().set_phase(name)
+        if name == "critic":  # the critic's own rate, whatever a learning-rate decay of phase 1 did to it
+            for group in self.optimizers["discriminator"].param_groups:
+                group["lr"] = CRITIC_LR
         if name == "gan":  # the joint phase runs at the GAN learning rate, with the adversarial beta1
             for opt in self.optimizers.values():
                 for group in opt.param_groups:
