@@ -29,8 +29,6 @@ per-image gains over gray in auc_ab and mae_rgb on the run's validation images b
 done
 $PY -m core.evaluate --leaderboard checkpoints/unet.pt checkpoints/dcgan.pt checkpoints/nogan.pt --source "$DATA" \
   --part test --json docs/leaderboard.json --csv docs/leaderboard.csv
-$PY -m core.evaluate --checkpoint "runs/$PREFIX-nogan/checkpoints/best.pt" --source "$DATA" --part test \
-  --json docs/nogan_best_pt.json  # the most colourful end of NoGAN's GAN phase, for comparison with the pick
 $PY -m core.study figure --source "$DATA" --out docs/comparison.png
 $PY -m core.study inflection --run "runs/$PREFIX-nogan" --out docs/nogan_inflection.png \
   --chosen-step "$($PY -c "import json; print(json.load(open('checkpoints/nogan.json'))['best_step'])")" > docs/nogan_inflection.json

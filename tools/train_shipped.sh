@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Trains the shipped models on the full CIFAR-10 JPEG archive (hue split, grayscale dropped), on CPU, as two
-# queues of one thread each: classifier -> NoGAN base -> NoGAN, and U-Net -> DCGAN. Runs go to runs/$PREFIX-<name>
+# queues of one thread each: classifier -> NoGAN, and U-Net -> DCGAN. Runs go to runs/$PREFIX-<name>
 # (PREFIX defaults to "ship"); progress in runs/<run>/status.json, console output in runs/<run>.log.
-# NoGAN is two runs, as DeOldify trains it in steps: nogan-base trains the generator (feature loss) and a first
-# GAN phase at feature weight 1; nogan starts from nogan-base's phase-1 generator (--epochs 0 --init) and runs
-# the critic and a longer GAN phase with a pix2pix-style L1 anchor (--gan-l1-weight).
+# NoGAN runs its three phases in one run: 6 generator epochs (feature loss, learning rate decayed over the last 3),
+# a quarter epoch of critic, then 3 epochs of GAN phase with a pix2pix-style L1 anchor (--gan-l1-weight).
 # A queue skips a run that already completed and resumes one that was interrupted, so the script can be restarted.
-# Settings (environment): DATA, WIDTH (16), PREFIX (ship), UNET_EPOCHS (10), DCGAN_EPOCHS (12), NOGAN_EPOCHS (3).
+# Settings (environment): DATA, WIDTH (16), PREFIX (ship), UNET_EPOCHS (10), DCGAN_EPOCHS (14), NOGAN_EPOCHS (6).
 set -u
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
@@ -27,15 +26,13 @@ mkdir -p runs
 (
   features=runs/$PREFIX-classifier/checkpoints/best.pt
   run classifier --model classifier --width 16 --epochs 3
-  run nogan-base --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${NOGAN_EPOCHS:-3}" \
-      --critic-epochs 0.25 --gan-fraction 1.5 --gan-checkpoints 30 --gan-lr 2e-5 --feature-net "$features"
-  run nogan --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs 0 \
-      --init "$(ls runs/$PREFIX-nogan-base/checkpoints/critic/step_*.pt | tail -n 1)" --critic-epochs 0.25 \
-      --gan-fraction 3 --gan-checkpoints 45 --gan-lr 5e-5 --gan-l1-weight 1000 --feature-net "$features"
+  run nogan --model nogan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${NOGAN_EPOCHS:-6}" \
+      --lr-decay-epochs "$(( ${NOGAN_EPOCHS:-6} / 2 ))" --critic-epochs 0.25 --gan-fraction 3 --gan-checkpoints 45 \
+      --gan-lr 5e-5 --gan-l1-weight 1000 --feature-net "$features"
 ) &
 (
   run unet --model unet --width "$WIDTH" --epochs "${UNET_EPOCHS:-10}"
-  run dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${DCGAN_EPOCHS:-12}" \
-      --lr-decay-epochs "$(( ${DCGAN_EPOCHS:-12} / 2 ))" --l1-weight 2000
+  run dcgan --model dcgan --width "$WIDTH" --disc-width "$WIDTH" --epochs "${DCGAN_EPOCHS:-14}" \
+      --lr-decay-epochs "$(( ${DCGAN_EPOCHS:-14} / 2 ))" --l1-weight 1000
 ) &
 wait
