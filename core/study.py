@@ -208,6 +208,8 @@ def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from core.metrics import compute_metrics
+
     dirs = [RunDir(Path(r)) for r in runs]
     configs = {d.path.name: json.loads(d.config.read_text()) for d in dirs}
     first = next(iter(configs.values()))
@@ -216,8 +218,6 @@ def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path
         if diff:
             raise ValueError(f"run {name} validates on other images than {dirs[0].path.name} (differs in {diff})")
     L, ab = validation_tensors(dirs[0].path)
-    from core.metrics import compute_metrics
-
     gray = compute_metrics(L, torch.zeros_like(ab), ab)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     series: dict = {}
@@ -230,9 +230,10 @@ def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path
     curve = None
     if scale_run is not None:
         run = RunDir(Path(scale_run))
-        curve = saturation_curve(run.best if run.best.is_file() else run.last, L, ab)
+        generator = run.best if run.best.is_file() else run.last
+        curve = saturation_curve(generator, L, ab)
         ax.plot(curve["colorfulness_ratio"], curve["mae_rgb"], "k--", linewidth=1,
-                label=f"{run.path.name} best.pt with a,b x {curve['scale'].min():g}..{curve['scale'].max():g}")
+                label=f"{run.path.name} {generator.name} with a,b x {curve['scale'].min():g}..{curve['scale'].max():g}")
     ax.axhline(gray["mae_rgb"], color="gray", linestyle=":", label="gray baseline")
     ax.axvline(0.8, color="#d9480f", linestyle=":", linewidth=1, label="colorfulness ratio 0.8")
     ax.set_xlabel("validation colorfulness ratio (1 = as colourful as the truth)")
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             pick = pick_checkpoint(args.run, args.z, args.phase)
             print(json.dumps(pick))
             if pick is None:
-                print("no kept generator of the GAN phase is clearly better than gray on validation", file=sys.stderr)
+                print("no kept generator of the run is clearly better than gray on validation", file=sys.stderr)
                 return 1
     except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

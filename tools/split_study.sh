@@ -16,13 +16,11 @@ mkdir -p runs
 while [ -n "${WAIT_FOR:-}" ] && ! grep -qE '"state": "(completed|failed|cancelled)"' "runs/$WAIT_FOR/status.json" 2>/dev/null; do
   sleep 30
 done
+COMMON=(--source "$DATA" --model unet --width "$WIDTH" --epochs "$EPOCHS" "${limit[@]}" --val-limit 1000 --batch-size 128
+        --threads 1 --quiet)
+source tools/queue.sh
 for seed in ${SEEDS:-0 1}; do
   for split in random hue; do
-    name=$PREFIX-$split-s$seed
-    grep -q '"state": "completed"' "runs/$name/status.json" 2>/dev/null && continue
-    resume=(); [ -f "runs/$name/config.json" ] && resume=(--resume)
-    $PY -m core.train --model unet --width "$WIDTH" --epochs "$EPOCHS" "${limit[@]}" --val-limit 1000 --batch-size 128 \
-      --source "$DATA" --split "$split" --seed "$seed" --threads 1 --quiet --out "runs/$name" "${resume[@]}" \
-      >> "runs/$name.log" 2>&1
+    train_run "$PREFIX-$split-s$seed" --split "$split" --seed "$seed"
   done
 done

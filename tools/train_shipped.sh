@@ -4,7 +4,8 @@
 # (PREFIX defaults to "ship"); progress in runs/<run>/status.json, console output in runs/<run>.log.
 # NoGAN runs its three phases in one run: 6 generator epochs (feature loss, learning rate decayed over the last 3),
 # a quarter epoch of critic, then 3 epochs of GAN phase with a pix2pix-style L1 anchor (--gan-l1-weight).
-# A queue skips a run that already completed and resumes one that was interrupted, so the script can be restarted.
+# A queue skips a run that already completed and resumes one that was interrupted (tools/queue.sh), so the script
+# can be restarted.
 # Settings (environment): DATA, WIDTH (16), PREFIX (ship), UNET_EPOCHS (10), DCGAN_EPOCHS (14), NOGAN_EPOCHS (6).
 set -u
 cd "$(dirname "$0")/.."
@@ -13,15 +14,8 @@ WIDTH=${WIDTH:-16}
 PREFIX=${PREFIX:-ship}
 PY=.venv/bin/python
 COMMON=(--source "$DATA" --split hue --seed 0 --threads 1 --val-limit 2000 --quiet)
-run() {
-  local name=$PREFIX-$1; shift
-  # another process may still be training this run: wait for it rather than start a second one
-  while pid=$(grep -o '"pid": [0-9]*' "runs/$name/status.json" 2>/dev/null | grep -o '[0-9]*') \
-        && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 30; done
-  if grep -q '"state": "completed"' "runs/$name/status.json" 2>/dev/null; then return 0; fi
-  local resume=(); [ -f "runs/$name/config.json" ] && resume=(--resume)
-  $PY -m core.train "$@" "${COMMON[@]}" --out "runs/$name" "${resume[@]}" >> "runs/$name.log" 2>&1
-}
+source tools/queue.sh
+run() { local name=$1; shift; train_run "$PREFIX-$name" "$@"; }
 mkdir -p runs
 (
   features=runs/$PREFIX-classifier/checkpoints/best.pt
