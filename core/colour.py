@@ -29,7 +29,7 @@ _KAPPA = 7.787
 
 def _mix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply a 3x3 colour matrix along the channel dimension (dim 1) of an (N, 3, H, W) tensor."""
-    return torch.einsum("ij,njhw->nihw", matrix.to(x.dtype), x)
+    return torch.einsum("ij,njhw->nihw", matrix.to(x), x)
 
 
 def _srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ _LINEAR_FROM_UINT8_NP = _LINEAR_FROM_UINT8.numpy()
 def rgb_to_lab_torch(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB (N, 3, H, W), float in [0, 1] or uint8 -> CIELAB (L in [0, 100]) as float."""
     linear = _srgb_to_linear(rgb)
-    xyz = _mix(linear, _XYZ_FROM_RGB) / _WHITE_D65.to(linear.dtype).view(1, 3, 1, 1)
+    xyz = _mix(linear, _XYZ_FROM_RGB) / _WHITE_D65.to(linear).view(1, 3, 1, 1)
     f = torch.where(xyz > _EPS, xyz.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * xyz + 16.0 / 116.0)
     fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=1)
@@ -62,7 +62,7 @@ def lab_to_rgb_torch(lab: torch.Tensor) -> torch.Tensor:
     fz = (fy - lab[:, 2] / 200.0).clamp_min(0.0)
     f = torch.stack((fx, fy, fz), dim=1)
     xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _KAPPA)
-    xyz = xyz * _WHITE_D65.to(lab.dtype).view(1, 3, 1, 1)
+    xyz = xyz * _WHITE_D65.to(lab).view(1, 3, 1, 1)
     linear = _mix(xyz, _RGB_FROM_XYZ)
     rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear)
     return rgb.clamp(0.0, 1.0)

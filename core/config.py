@@ -44,6 +44,7 @@ class TrainConfig:
     threads: int | None = None  # CPU threads; None: the cores not already busy (core.train.default_threads)
     compile: bool = False  # torch.compile the networks
     channels_last: bool = True
+    val_per_epoch: int = 1  # validations (and kept generators) per epoch of a one-phase run (unet, dcgan, classifier)
     log_every: int = 20  # steps between metrics.jsonl loss records
     n_samples: int = 8  # validation images in each sample grid
     size: int = 32

@@ -10,34 +10,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
-from core.runs import PROJECT_ROOT, RunDir, train_command
+from core.runs import PROJECT_ROOT, RunDir, machine_description, train_command
 from core.splits import atomic_write_text
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 MAX_FILE_MB = 20.0
-
-
-def machine_description() -> str:
-    """A one-line description of this machine for model cards."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
 def sha256(path: Path) -> str:
@@ -117,7 +99,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "phase": ckpt.get("phase"),
         "validation": ckpt.get("metrics", {}),
         "wall_time_s": round(float(status.get("finished", time.time())) - float(status.get("started", time.time())), 1),
-        "machine": machine_description(),
+        "machine": status.get("machine") or machine_description(),  # where it trained (older runs: here)
         "threads": config.get("threads"),
         "note": note,
     }

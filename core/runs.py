@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -27,6 +28,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATES = ("starting", "running", "completed", "failed", "cancelled")
 ACTIVE = ("starting", "running")
 HEARTBEAT_STALE_S = 60.0
+
+
+def machine_description() -> str:
+    """A one-line description of this machine (CPU, GPU, torch) for run status and model cards."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
 def default_runs_dir() -> Path:

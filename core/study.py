@@ -111,11 +111,12 @@ def paired_gain(model: np.ndarray, baseline: np.ndarray, higher_is_better: bool 
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
 
 
-def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = None) -> dict | None:
+def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = None,
+                    device: str = "cpu") -> dict | None:
     """A run's inflection point as a rule: of the generators it kept in ``phase`` (default: ``gan`` when the run
     has a GAN phase, else ``train``), the most colourful one that is still clearly better than the gray baseline
     on the run's validation images: its per-image gains over gray in auc_ab and in mae_rgb both exceed ``z``
-    standard errors. None when no kept generator passes.
+    standard errors. None when no kept generator passes. ``device`` runs the generators there (cuda: seconds).
     Returns its validation metrics with ``step``, ``path`` and the two gains (mean, standard error)."""
     from core.inference import load_colorizer
     from core.metrics import aggregate, per_image_metrics
@@ -130,7 +131,7 @@ def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = Non
     gray = per_image_metrics(L, torch.zeros_like(ab), ab, ssim=False)
     passing = []
     for path in kept:
-        per = per_image_metrics(L, load_colorizer(path).predict(L), ab, ssim=False)
+        per = per_image_metrics(L, load_colorizer(path, device=device).predict(L), ab, ssim=False)
         auc, mae = paired_gain(per["auc_ab"], gray["auc_ab"]), paired_gain(per["mae_rgb"], gray["mae_rgb"], False)
         if auc[0] > z * auc[1] and mae[0] > z * mae[1]:
             passing.append(aggregate(per) | {"step": int(path.stem.split("_")[1]), "path": str(path),
@@ -154,7 +155,8 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
     # the generator the GAN phase starts from: the end of phase 1, or (a run started with --init) the critic phase's
     before = ([r for r in vals if r["phase"] == "generator"] or [r for r in vals if r["phase"] == "critic"])[-1:]
     records = before + gan
-    score_step = int(load_checkpoint(run.best)["step"])
+    status = run.status()  # best.pt's step; a run packed without best.pt still records it in its status
+    score_step = int(status["best_step"]) if "best_step" in status else int(load_checkpoint(run.best)["step"])
     best_step = score_step if chosen_step is None else int(chosen_step)
     steps = [r["step"] for r in records]
     fig, ax1 = plt.subplots(figsize=(7, 3.6), dpi=120)
@@ -271,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--run", required=True)
     k.add_argument("--phase", help="the phase whose kept generators compete (default: gan if any, else train)")
     k.add_argument("--z", type=float, default=2.0, help="how many standard errors the gains over gray must exceed")
+    k.add_argument("--device", default="cpu", help="device for the generators (cpu, cuda)")
     t = sub.add_parser("tradeoff", help="mae_rgb against colorfulness ratio over runs' validations, as a PNG")
     t.add_argument("--runs", nargs="+", required=True)
     t.add_argument("--scale-run", help="also draw this run's best.pt with its a,b scaled up")
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(info, indent=1, default=float))
             print(f"wrote {args.out}")
         elif args.command == "pick":
-            pick = pick_checkpoint(args.run, args.z, args.phase)
+            pick = pick_checkpoint(args.run, args.z, args.phase, args.device)
             print(json.dumps(pick))
             if pick is None:
                 print("no kept generator of the run is clearly better than gray on validation", file=sys.stderr)

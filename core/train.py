@@ -35,7 +35,7 @@ from core.config import TrainConfig
 from core.data import PreparedData, prepare
 from core.figures import image_grid, save_png
 from core.methods import METHODS, Method, Phase, build_method
-from core.runs import RunDir
+from core.runs import RunDir, machine_description
 from core.sources import DataSourceError
 from core.splits import spread_subset
 
@@ -272,7 +272,8 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
     torch.set_num_threads(threads)
     device = select_device(cfg.device)
     run.write_status(state="running", pid=os.getpid(), model=cfg.model, phase="data", message="preparing data",
-                     started=run.status().get("started", time.time()), out=str(run.path))
+                     started=run.status().get("started", time.time()), out=str(run.path),
+                     machine=machine_description(), device=str(device))
     note = ensure_feature_net(cfg, run, progress)
     torch.set_num_threads(threads)  # a feature-network run inside this one may have chosen its own
     cfg.save(run.config)
@@ -449,6 +450,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores not already busy)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--val-per-epoch", type=int, default=d.val_per_epoch,
+                   help="validations (each keeps its generator) per epoch of a one-phase run; default 1")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

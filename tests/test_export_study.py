@@ -155,7 +155,8 @@ def test_pick_checkpoint_is_the_most_colourful_generator_still_clearly_better_th
     kinds = {10: "half", 20: "most", 30: "wild"}
     for step in kinds:
         (run / "checkpoints" / "gan" / f"step_{step:06d}.pt").write_bytes(b"")
-    monkeypatch.setattr(core.inference, "load_colorizer", lambda p: Fake(kinds[int(Path(p).stem.split("_")[1])]))
+    monkeypatch.setattr(core.inference, "load_colorizer",
+                        lambda p, device="cpu": Fake(kinds[int(Path(p).stem.split("_")[1])]))
     pick = pick_checkpoint(run)
     assert pick["step"] == 20 and pick["path"].endswith("step_000020.pt")
     assert pick["auc_ab_gain"][0] > 2 * pick["auc_ab_gain"][1] and pick["mae_rgb_gain"][0] > 0

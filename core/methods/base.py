@@ -43,7 +43,8 @@ class Method:
     # --- schedule -------------------------------------------------------------------------------
     def phases(self, steps_per_epoch: int) -> list[Phase]:
         """The training schedule; one phase of ``epochs`` epochs unless a method needs more."""
-        return [Phase("train", self.cfg.epochs * steps_per_epoch, steps_per_epoch)]
+        every = max(1, steps_per_epoch // max(1, self.cfg.val_per_epoch))
+        return [Phase("train", self.cfg.epochs * steps_per_epoch, every)]
 
     def set_phase(self, name: str) -> None:
         self.phase = name
