@@ -95,3 +95,11 @@ def test_chroma_statistics_match_skimage(sample_images):
     assert np.allclose(stats["chroma_mean"], chroma.mean(axis=(1, 2)), atol=0.01)
     assert np.allclose(stats["chroma_max"], chroma.max(axis=(1, 2)), atol=0.05)
     assert np.allclose(stats["chroma_std"], chroma.std(axis=(1, 2)), atol=0.01)
+
+
+def test_conversions_keep_their_constants_on_the_tensors_device():
+    """The colour matrices follow the input to its device (a CUDA run converts on the GPU); the meta device
+    stands in for CUDA on a machine without one: mixing it with a CPU constant raises."""
+    L, ab = torch.empty(2, 1, 4, 4, device="meta"), torch.empty(2, 2, 4, 4, device="meta")
+    assert colour.model_to_rgb(L, ab).device.type == "meta"
+    assert colour.rgb_to_lab_torch(torch.empty(2, 3, 4, 4, device="meta")).device.type == "meta"

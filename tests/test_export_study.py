@@ -227,3 +227,29 @@ def test_tradeoff_plot_draws_each_validation_and_refuses_runs_on_other_images(ti
                       threads=1), other, progress=False)
     with pytest.raises(ValueError, match="val_limit"):
         tradeoff_plot([tiny_run, other], tmp_path / "u.png")
+
+
+def test_card_names_the_machine_the_run_trained_on_not_the_exporting_one(tiny_run, tmp_path):
+    run = tmp_path / "copied"
+    import shutil
+
+    shutil.copytree(tiny_run, run)
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(status | {"machine": "16 CPU cores (x), NVIDIA H100, torch 2"}))
+    assert export_run(run, "remote", out_dir=tmp_path)["machine"] == "16 CPU cores (x), NVIDIA H100, torch 2"
+
+
+def test_inflection_reads_best_step_from_status_when_best_pt_was_left_behind(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "packed"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    rows = [{"type": "val", "step": s, "epoch": 1.0, "phase": p, "auc_ab": a, "mae_rgb": 11.0,
+             "colorfulness_ratio": r} for s, p, a, r in ((4, "generator", 91.0, 0.4), (6, "gan", 90.8, 0.6),
+                                                           (8, "gan", 90.5, 0.8))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(status | {"best_step": 6}))
+    info = inflection_plot(run, tmp_path / "inflection.png", chosen_step=8)
+    assert info["best_pt_step"] == 6 and info["chosen_step"] == 8 and info["steps"] == [4, 6, 8]
+    assert (tmp_path / "inflection.png").stat().st_size > 0

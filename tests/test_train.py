@@ -290,3 +290,22 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path):
 
 def test_registry_knows_all_methods():
     assert {"unet", "dcgan", "nogan", "classifier"} <= set(METHODS)
+
+
+def test_val_per_epoch_validates_and_keeps_a_generator_that_often(tmp_path):
+    out = tmp_path / "run"
+    train(tiny("unet", limit=256, batch_size=32, val_per_epoch=4, epochs=2), out, progress=False)  # 8 steps an epoch
+    vals = [r["step"] for r in RunDir(out).metrics() if r.get("type") == "val"]
+    assert vals == [2, 4, 6, 8, 10, 12, 14, 16]
+    kept = sorted(int(p.stem.split("_")[1]) for p in (out / "checkpoints" / "train").glob("step_*.pt"))
+    assert kept == vals
+
+
+def test_status_records_the_machine_the_run_trained_on(tmp_path):
+    from core.runs import machine_description
+
+    out = tmp_path / "run"
+    train(tiny("unet", limit=64), out, progress=False)
+    status = RunDir(out).status()
+    assert status["machine"] == machine_description() and "CPU cores" in status["machine"]
+    assert status["device"] == "cpu"

@@ -37,7 +37,8 @@ def seconds_per_step(run: Path) -> dict[str, float]:
 
 
 def clamp(x: float, lo: int, hi: int) -> int:
-    return int(max(lo, min(hi, math.floor(x))))
+    """``floor(x)`` within [lo, hi] (an unbounded estimate gives hi)."""
+    return hi if x >= hi else int(max(lo, math.floor(x)))
 
 
 def main() -> int:
