@@ -167,15 +167,18 @@ def inflection_plot(run_dir: str | Path, out: str | Path, gray: dict[str, float]
     ax2.plot(steps, [r["colorfulness_ratio"] for r in records], "s--", color="#d9480f", label="colorfulness ratio")
     ax2.set_ylabel("validation colorfulness ratio", color="#d9480f")
     if gray is not None:
-        ax1.axhline(gray["auc_ab"], color="#1f77b4", linestyle=":", linewidth=1)
-        ax1.annotate("gray baseline auc_ab", (steps[0], gray["auc_ab"]), fontsize=7, color="#1f77b4",
-                     va="bottom")
+        ax1.axhline(gray["auc_ab"], color="#1f77b4", linestyle=":", linewidth=1, label="gray baseline auc_ab")
     ax1.axvline(best_step, color="black", linestyle=":")
+    # labels lean away from each other, so that two close steps keep both readable
+    chosen_side, best_side = ("right", "left") if best_step <= score_step else ("left", "right")
     ax1.annotate("chosen" if best_step != score_step else "chosen (best.pt)", (best_step, ax1.get_ylim()[1]),
-                 ha="center", va="bottom", fontsize=8)
+                 ha=chosen_side if best_step != score_step else "center", va="bottom", fontsize=8)
     if best_step != score_step:
         ax1.axvline(score_step, color="gray", linestyle=":")
-        ax1.annotate("best.pt (highest score)", (score_step, ax1.get_ylim()[1]), ha="right", va="bottom", fontsize=8)
+        ax1.annotate("best.pt (highest score)", (score_step, ax1.get_ylim()[1]), ha=best_side, va="bottom",
+                     fontsize=8)
+    handles = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax1.legend(handles=handles, loc="center right", fontsize=7)
     ax1.set_title("NoGAN: validation over the GAN phase", pad=16)
     fig.tight_layout()
     out = Path(out)
