@@ -20,9 +20,9 @@ PY=${PY:-python3}
 PACK_OUT=${PACK_OUT:-runs/$PREFIX-pack}
 COMMON=(--source "$DATA" --split hue --seed 0 --threads "${THREADS:-2}" --device "${DEVICE:-cuda}" --quiet)
 source tools/queue.sh
+source tools/gpu_runs.sh
 mkdir -p runs "$PACK_OUT"
 rm -f "runs/$PREFIX-stop"
-stamp() { echo "[$(date +%T)] $*"; }
 
 stamp "preparing data"
 $PY -m core.data --source "$DATA" --split hue --seed 0 || exit 1
@@ -73,22 +73,10 @@ while pgrep -f "core.train .*--out runs/$PREFIX-" > /dev/null || jobs -r | grep 
   fi
   sleep 5
 done
-for r in runs/$PREFIX-*/status.json; do
-  stamp "$(dirname "$r"): $($PY -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['state'], s.get('message'))" "$r")"
-done
-
+runs=$(ls -d runs/$PREFIX-*/ | grep -v -e "-cal-" -e "-pack" | sed 's:/$::')
+for run in $runs; do report_status "$run"; done
 stamp "picking"
-for run in runs/$PREFIX-dcgan* runs/$PREFIX-nogan*; do
-  [ -d "$run" ] || continue
-  ( $PY -m core.study pick --run "$run" --device "${DEVICE:-cuda}" > "$run/pick.json" 2> "$run/pick.log" \
-    || rm -f "$run/pick.json"; stamp "$run: $(cat "$run/pick.json" 2>/dev/null | head -c 400)" ) &
-done
-wait
-
+pick_runs $(echo "$runs" | grep -e "-dcgan" -e "-nogan")
 stamp "packing"
-rm -rf "runs/$PREFIX-packed"
-$PY tools/gpu_pack.py --out "runs/$PREFIX-packed" $(ls -d runs/$PREFIX-*/ | grep -v -e "-cal-" -e "-pack" | sed 's:/$::')
-for f in runs/$PREFIX-*.log; do cp "$f" "runs/$PREFIX-packed/" 2>/dev/null; done
-tar czf - -C "runs/$PREFIX-packed" . | split -b 15m -d - "$PACK_OUT/runs.tgz."
-ls -la "$PACK_OUT"
+pack_runs runs $runs
 stamp "done"

@@ -16,8 +16,8 @@ PACK_OUT=${PACK_OUT:-runs/$PREFIX-pack}
 COMMON=(--source "$DATA" --split hue --seed 0 --threads "${THREADS:-2}" --device "${DEVICE:-cuda}" --quiet
         --val-limit 2000)
 source tools/queue.sh
+source tools/gpu_runs.sh
 mkdir -p runs "$PACK_OUT"
-stamp() { echo "[$(date +%T)] $*"; }
 $PY -m core.data --source "$DATA" --split hue --seed 0 > /dev/null || exit 1
 names=()
 for l1 in ${L1_WEIGHTS:-100 300 1000}; do
@@ -26,15 +26,7 @@ for l1 in ${L1_WEIGHTS:-100 300 1000}; do
     --epochs "$EPOCHS" --lr 5e-5 --l1-weight "$l1" --val-per-epoch 8 &
 done
 wait
-for run in "${names[@]}"; do
-  stamp "$run: $($PY -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['state'], s.get('message'))" "$run/status.json")"
-  ( $PY -m core.study pick --run "$run" --device "${DEVICE:-cuda}" > "$run/pick.json" 2> "$run/pick.log" \
-    || rm -f "$run/pick.json"; stamp "$run: $(head -c 400 "$run/pick.json" 2>/dev/null)" ) &
-done
-wait
-rm -rf "runs/$PREFIX-packed2"
-$PY tools/gpu_pack.py --out "runs/$PREFIX-packed2" "${names[@]}"
-for run in "${names[@]}"; do cp "$run.log" "runs/$PREFIX-packed2/" 2>/dev/null; done
-tar czf - -C "runs/$PREFIX-packed2" . | split -b 15m -d - "$PACK_OUT/dcgan.tgz."
-ls -la "$PACK_OUT"
+for run in "${names[@]}"; do report_status "$run"; done
+pick_runs "${names[@]}"
+pack_runs dcgan "${names[@]}"
 stamp "done"
