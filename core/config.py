@@ -1,62 +1,202 @@
-"""The training configuration: one plain dataclass, saved with every run as ``config.json``."""
+"""The training configuration: one plain dataclass, saved with every run as ``config.json``.
+
+Each field carries an :class:`Option` (type, help, allowed range) in its metadata, and each method adds its
+own options (``core.methods``): the command line, the Train form's checks and the run's saved configuration
+are all built from these declarations.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is out of its allowed range or of the wrong kind; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its name, type, default, one-line help and allowed values (min/max inclusive, ``above``
+    exclusive); ``label`` is its name on the Train form. ``list_of`` makes it a list of that type."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    label: str = ""
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] | None = None
+    list_of: bool = False
+    optional: bool = False  # None is allowed (and means the help's fallback)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the option's type, or a :class:`ConfigError` that says what is allowed."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ConfigError(f"{self.flag} needs a value")
+        if self.list_of:
+            items = value.replace(",", " ").split() if isinstance(value, str) else value
+            items = items if isinstance(items, (list, tuple)) else [items]
+            return [self._one(v) for v in items]
+        return self._one(value)
+
+    def _one(self, value: Any) -> Any:
+        if self.type is bool:
+            if isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        try:
+            if self.type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if self.type is int and isinstance(value, str):
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf") else math.nan
+                if not float(value).is_integer():
+                    raise ValueError
+            out = self.type(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{self.flag} must be {'an integer' if self.type is int else 'a number'}"
+                              f" ({self._range() or self.help}), not {value!r}") from None
+        if self.type in (int, float):
+            if not math.isfinite(out):
+                raise ConfigError(f"{self.flag} must be a finite number, not {value!r}")
+            low_ok = self.min is None or out >= self.min
+            above_ok = self.above is None or out > self.above
+            high_ok = self.max is None or out <= self.max
+            if not (low_ok and above_ok and high_ok):
+                raise ConfigError(f"{self.flag} must be {self._range()}, not {value!r}")
+        if self.choices is not None and out not in self.choices:
+            raise ConfigError(f"{self.flag} must be one of {', '.join(self.choices)}, not {value!r}")
+        return out
+
+    def _range(self) -> str:
+        parts = []
+        if self.above is not None:
+            parts.append(f"above {self.above:g}")
+        if self.min is not None:
+            parts.append(f"at least {self.min:g}")
+        if self.max is not None:
+            parts.append(f"at most {self.max:g}")
+        return " and ".join(parts)
+
+
+def setting(default: Any, help: str, type: type | None = None, **limits: Any) -> Any:
+    """A dataclass field with its :class:`Option` in the metadata (``type`` defaults to the default's)."""
+    kind = type or (bool if isinstance(default, bool) else default.__class__ if default is not None else float)
+    listed = isinstance(default, list)
+    if listed:
+        kind = type or default[0].__class__
+    meta = {"option": dict(type=kind, default=default, help=help, list_of=listed,
+                           optional=limits.pop("optional", default is None), **limits)}
+    if listed:
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
-    """Everything needed to repeat a training run (the split's own indices are saved beside it)."""
+    """Everything needed to repeat a training run (the split's own indices are saved beside it).
 
-    model: str = "unet"  # unet | dcgan | nogan | classifier
-    source: str = "sample"  # cifar10 | sample | folder or archive path
-    split: str = "hue"  # random | hue
-    val_fraction: float = 0.1
-    gray_threshold: float = 5.0
-    seed: int = 0
-    epochs: int = 5  # for NoGAN: the epochs of phase 1 (generator alone)
-    limit: int | None = None  # use at most this many training images (a random draw with the seed)
-    val_limit: int | None = None  # validate on at most this many validation images (drawn likewise)
-    init: str | None = None  # start the generator from this checkpoint's generator (fine-tuning; NoGAN's later phases)
-    width: int = 32  # generator (or classifier) base width
-    disc_width: int = 64  # discriminator / critic base width
-    batch_size: int = 128
-    lr: float | None = None  # None: the method's default
-    beta1: float | None = None  # None: the method's default
-    lr_decay_epochs: float = 0.0  # linear decay to zero over the last N epochs of the first phase (pix2pix); 0: none
-    l1_weight: float = 100.0  # DCGAN: lambda of the L1 term
-    real_label: float = 1.0  # 0.9 gives one-sided label smoothing
-    feature_weight: float = 1.0  # NoGAN: weight of the feature loss inside the GAN phase
-    feature_net: str = "auto"  # NoGAN: auto | vgg | path to a classifier checkpoint
-    feature_layers: list[int] = field(default_factory=lambda: [0, 1, 2])
-    feature_layer_weights: list[float] = field(default_factory=lambda: [20.0, 70.0, 10.0])
-    critic_epochs: float = 1.0  # NoGAN phase 2 length, in epochs
-    gan_fraction: float = 0.1  # NoGAN phase 3 length, in epochs
-    gan_checkpoints: int = 10  # NoGAN: validations (and checkpoints) during phase 3
-    gan_l1_weight: float = 0.0  # NoGAN: extra weight of the L1 term on a,b in the GAN phase (pix2pix's lambda); 0: none
-    gan_lr: float = 2e-4  # NoGAN: learning rate of both networks in phase 3 (lower = a slower, finer inflection)
-    flip: bool = True  # random horizontal flips
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # CPU threads; None: the cores not already busy (core.train.default_threads)
-    compile: bool = False  # torch.compile the networks
-    channels_last: bool = True
-    val_per_epoch: int = 1  # validations (and kept generators) per epoch of a one-phase run (unet, dcgan, classifier)
-    log_every: int = 20  # steps between metrics.jsonl loss records
-    n_samples: int = 8  # validation images in each sample grid
-    size: int = 32
+    ``options`` holds the chosen method's own settings (see ``Method.options``); they are read as attributes
+    (``cfg.l1_weight``) and saved flat beside the common ones, as older runs saved them.
+    """
+
+    model: str = setting("unet", "training method (python -m core.train --help lists them)")
+    source: str = setting("sample", "cifar10, sample, or a folder/archive path")
+    split: str = setting("hue", "how validation images are chosen: hue-stratified or random",
+                         choices=("hue", "random"))
+    val_fraction: float = setting(0.1, "share of the training part held out for validation", above=0.0, max=0.99)
+    gray_threshold: float = setting(5.0, "drop images with no pixel above this |a| or |b|", min=0.0)
+    seed: int = setting(0, "seed of the split's draws, the initial weights and the batch order", min=0)
+    epochs: int = setting(5, "training epochs (NoGAN: of the generator-only phase 1)", min=0)
+    limit: int | None = setting(None, "use at most N training images (a random draw with --seed, every class in "
+                                "proportion)", type=int, min=1)
+    val_limit: int | None = setting(None, "validate on at most N images (a random draw with --seed)", type=int, min=1)
+    init: str | None = setting(None, "start the generator from this checkpoint's generator weights (e.g. NoGAN "
+                               "with --epochs 0 runs only the critic and GAN phases over an existing generator)",
+                               type=str)
+    width: int = setting(32, "generator (or classifier) base width", min=1, max=1024)
+    disc_width: int = setting(64, "discriminator / critic base width", min=1, max=1024)
+    batch_size: int = setting(128, "images per optimisation step", min=1, max=65536)
+    lr: float | None = setting(None, "learning rate (default: the method's)", type=float, above=0.0, max=10.0)
+    beta1: float | None = setting(None, "Adam's beta1 (default: the method's)", type=float, min=0.0, max=0.999999)
+    lr_decay_epochs: float = setting(0.0, "fall linearly to zero over the last N epochs (pix2pix's schedule; "
+                                     "NoGAN: of phase 1)", min=0.0)
+    flip: bool = setting(True, "random horizontal flips")
+    device: str = setting("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    threads: int | None = setting(None, "CPU threads (default: the cores not already busy)", type=int, min=1,
+                                  max=4096)
+    compile: bool = setting(False, "torch.compile the networks")
+    channels_last: bool = setting(True, "channels-last memory format (faster convolutions on CPU and GPU)")
+    val_per_epoch: int = setting(1, "validations (each keeps its generator) per epoch of a one-phase run",
+                                 min=1, max=10000)
+    keep_generators: int | None = setting(None, "keep at most N validated generators per phase in "
+                                          "checkpoints/<phase>/ (oldest removed first; default: all)", type=int, min=1)
+    log_every: int = setting(20, "steps between metrics.jsonl loss records", min=1)
+    n_samples: int = setting(8, "validation images in each sample grid", min=0, max=256)
+    size: int = setting(32, "train and validate at N x N (sources centre-crop and resize)", min=16, max=4096)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not fields: the method's own settings
+        options = self.__dict__.get("options")
+        if options is not None and name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The configuration as saved: common settings and the method's options side by side."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        return out | dict(self.options)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a dict, ignoring unknown keys so that older and newer runs both load."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """Build from a saved (or hand-written) dict: unknown keys are ignored, so older and newer runs both load;
+        the method's options take the saved value or the method's default."""
+        from core.methods import get_method
+
+        names = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        cfg = cls(**{k: v for k, v in d.items() if k in names})
+        given = dict(d.get("options") or {}) | {k: v for k, v in d.items() if k not in names}
+        try:
+            method = get_method(cfg.model)
+        except KeyError:
+            cfg.options = {k: v for k, v in given.items() if k != "options"}
+            return cfg
+        cfg.options = {o.name: given.get(o.name, o.default) for o in method.options}
+        return cfg
+
+    def checked(self) -> TrainConfig:
+        """This configuration with every setting checked against its option (raises :class:`ConfigError`)."""
+        from core.methods import get_method
+
+        try:
+            method = get_method(self.model)
+        except KeyError:
+            from core.methods import method_names
+
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(method_names())}") from None
+        for opt in common_options():
+            setattr(self, opt.name, opt.check(getattr(self, opt.name)))
+        self.options = {o.name: o.check(self.options.get(o.name, o.default)) for o in method.options}
+        method.check_config(self)
+        return self
 
     def save(self, path: str | Path) -> None:
         from core.splits import atomic_write_text
@@ -66,3 +206,13 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def common_options() -> list[Option]:
+    """The settings every method shares, as options (the order of the dataclass)."""
+    return [Option(name=f.name, **f.metadata["option"]) for f in dataclasses.fields(TrainConfig)
+            if "option" in f.metadata]
+
+
+def options_by_name(options: Sequence[Option]) -> dict[str, Option]:
+    return {o.name: o for o in options}

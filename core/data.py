@@ -10,8 +10,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +103,17 @@ def prepare(source: str = "sample", split: str = "hue", val_fraction: float = 0.
     sp = make_split(stats["train"][f"hue_{hue_method}"], is_gray, n_test, kind=split, val_fraction=val_fraction,
                     seed=seed, gray_threshold=gray_threshold, hue_method=hue_method, source=source)
     return PreparedData(dataset, stats, sp)
+
+
+def prepare_for(config: Mapping[str, Any] | Any, source: str | None = None, progress: bool = False,
+                **overrides: Any) -> PreparedData:
+    """The data set and split a run's configuration names (a TrainConfig or its saved dict), ``size`` included;
+    ``source`` and ``overrides`` (split, val_fraction, seed) replace the configuration's own."""
+    c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    c |= {k: v for k, v in overrides.items() if v is not None}
+    return prepare(source or c.get("source") or "sample", c.get("split") or "hue", float(c.get("val_fraction", 0.1)),
+                   int(c.get("seed", 0)), float(c.get("gray_threshold", 5.0)), size=int(c.get("size") or 32),
+                   progress=progress)
 
 
 def prepare_from_split(split: Split, size: int = 32, cache_dir: str | Path | None = None,

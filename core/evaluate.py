@@ -375,22 +375,15 @@ def _prepare(args: argparse.Namespace, models: list[Any]) -> Any:
 
     A run directory evaluated on ``val`` with no --source/--split/--seed given reuses the run's saved split.
     """
-    from core.data import prepare, prepare_from_split
+    from core.data import prepare_for, prepare_from_split
     from core.splits import Split
 
     config = next((c for c in map(_config_of, models) if c), {})
     run_split = Path(args.run) / "split.json" if args.run else None
     if args.part == "val" and run_split is not None and run_split.is_file() \
             and args.source is None and args.split is None and args.seed is None:
-        return prepare_from_split(Split.load(run_split), progress=False)
-    return prepare(
-        args.source or config.get("source") or "sample",
-        args.split or config.get("split") or "hue",
-        args.val_fraction if args.val_fraction is not None else float(config.get("val_fraction", 0.1)),
-        args.seed if args.seed is not None else int(config.get("seed", 0)),
-        gray_threshold=float(config.get("gray_threshold", 5.0)),
-        progress=False,
-    )
+        return prepare_from_split(Split.load(run_split), size=int(config.get("size") or 32), progress=False)
+    return prepare_for(config, args.source, split=args.split, val_fraction=args.val_fraction, seed=args.seed)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,11 +17,10 @@ import torch
 
 from core.colour import gray_images, model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.figures import enlarge
+from core.methods import method_names
 from core.splits import HUE_BINS, hue_histogram, spread_subset
 
 HEADLINE_METRICS = ("auc_ab", "mae_rgb", "psnr", "colorfulness_ratio")
-STRIP_METHODS = ("unet", "dcgan", "nogan")
-METHOD_LABELS = {"unet": "U-Net", "dcgan": "DCGAN", "nogan": "NoGAN"}
 PART_PATTERNS = {"train": "", "val": "/", "test": "."}
 
 
@@ -167,10 +166,11 @@ def headline_table(results: Sequence[tuple[str, str, str, Any]], metrics: Sequen
 
 
 # --- models and image strips ------------------------------------------------------------------------
-def strip_models(entries: Sequence[Any], methods: Sequence[str] = STRIP_METHODS) -> list[Any]:
-    """One model per method, in ``methods`` order: a shipped one when there is one, else the last run listed."""
+def strip_models(entries: Sequence[Any], methods: Sequence[str] | None = None) -> list[Any]:
+    """One model per method, in ``methods`` order (default: the registered colorizers): a shipped one when there
+    is one, else the last run listed."""
     chosen = []
-    for method in methods:
+    for method in method_names(colorizers_only=True) if methods is None else methods:
         mine = [e for e in entries if getattr(e, "method", None) == method]
         shipped = [e for e in mine if getattr(e, "kind", None) == "shipped"]
         if shipped:
@@ -226,4 +226,4 @@ def enlarged(images: np.ndarray, scale: int = 3) -> list[np.ndarray]:
 __all__ = ["HEADLINE_METRICS", "hue_colour", "hue_bin_edges", "hue_histogram_frame", "hue_histogram_figure",
            "ks_title", "selected_hue_range", "indices_in_hue_range", "split_overview", "class_counts_table",
            "headline_table", "strip_models", "strip_positions", "gray_images", "colorized_images", "stack_column",
-           "comparison_strip", "enlarged", "METHOD_LABELS"]
+           "comparison_strip", "enlarged"]

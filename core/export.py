@@ -63,7 +63,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
     its checkpoints (``checkpoint``: e.g. a kept GAN-phase generator, with ``selection`` saying why); returns
     the card."""
     from core.baselines import make_baseline
-    from core.data import prepare
+    from core.data import prepare_for
     from core.evaluate import evaluate
     from core.inference import load_colorizer
 
@@ -108,8 +108,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
     if source and ckpt["method"] == "classifier":
         card["accuracy_val"] = ckpt.get("metrics", {}).get("accuracy")
     elif source:
-        prepared = prepare(source, config["split"], config["val_fraction"], config["seed"], config["gray_threshold"],
-                           progress=False)
+        prepared = prepare_for(config, source)
         colorizer = load_colorizer(target, name=name)
         results = {name: evaluate(colorizer, prepared, part=part, limit=limit, ssim=ssim)}
         for b in ("gray", "mean_ab"):

@@ -12,11 +12,10 @@ from PIL import Image
 
 from core.checkpoint import CheckpointError, generator_state, load_checkpoint
 from core.colour import gray_images, lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
-from core.networks import UNet
+from core.methods import build_generator, method_names
 from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, list_runs
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
-COLORIZER_METHODS = ("unet", "dcgan", "nogan")
 
 
 @dataclass
@@ -64,14 +63,16 @@ def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: s
         default_name = path.stem
     payload = load_checkpoint(path)
     method = payload.get("method")
-    if method not in COLORIZER_METHODS:
-        raise CheckpointError(f"{path} holds a {method!r} model, not a colorizer ({', '.join(COLORIZER_METHODS)})")
-    width = int(payload["config"]["width"])
-    net = UNet(width=width)
+    if method not in method_names(colorizers_only=True):
+        raise CheckpointError(f"{path} holds a {method!r} model, not a colorizer "
+                              f"({', '.join(method_names(colorizers_only=True))})")
+    config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+    net = build_generator(method, config)
     try:
         net.load_state_dict(generator_state(payload))
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit a width-{width} U-Net ({str(e)[:160]})") from e
+        raise CheckpointError(f"{path}: weights do not fit a width-{config.get('width')} {method} generator "
+                              f"({str(e)[:160]})") from e
     dev = torch.device(device)
     net = net.to(dev).eval()
     info = {"config": payload["config"], "metrics": payload.get("metrics", {}), "step": payload.get("step"),
@@ -97,8 +98,8 @@ def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | P
     shipped = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_DIR
     for path in sorted(shipped.glob("*.pt")) if shipped.is_dir() else []:
         card = _card(path)
-        method = card.get("method") or next((m for m in COLORIZER_METHODS if m in path.stem), None)
-        if method in COLORIZER_METHODS:
+        method = card.get("method") or next((m for m in method_names(True) if m in path.stem), None)
+        if method in method_names(True):
             out.append(ModelEntry(path.stem, method, str(path), "shipped", card))
     for run in list_runs(runs_dir or default_runs_dir()):
         status = run.status()
@@ -106,7 +107,7 @@ def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | P
             method = json.loads(run.config.read_text()).get("model")
         except (OSError, json.JSONDecodeError):
             continue
-        if status.get("state") == "completed" and method in COLORIZER_METHODS and run.best.is_file():
+        if status.get("state") == "completed" and method in method_names(True) and run.best.is_file():
             out.append(ModelEntry(f"run:{run.id}", method, str(run.path), "run", {"status": status}))
     return out
 

@@ -11,17 +11,17 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from core.config import TrainConfig
+from core.config import ConfigError, Option, TrainConfig
+from core.methods import get_method, method_names
 from core.runs import ACTIVE, RunDir, default_runs_dir
 
-METHOD_NAMES = ("unet", "dcgan", "nogan", "classifier")
 VAL_METRICS = ("auc_ab", "colorfulness_ratio", "val_loss", "accuracy")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RUNS_COLUMNS = ("run", "state", "progress", "eta", "method", "split", "started", "best_metric", "best_value")
@@ -41,9 +41,7 @@ def default_run_name(method: str, now: datetime | None = None) -> str:
 
 def method_default_lr(method: str) -> float:
     """The learning rate a method uses when none is given."""
-    from core.methods import METHODS
-
-    return float(METHODS[method].default_lr)
+    return float(get_method(method).default_lr)
 
 
 def parse_lr(text: str | float | None) -> float | None:
@@ -61,7 +59,8 @@ def parse_lr(text: str | float | None) -> float | None:
 
 @dataclass
 class TrainForm:
-    """The values of the Train page's form (0 for a limit means no limit; blank name means a default one)."""
+    """The values of the Train page's form (0 for a limit means no limit; blank name means a default one);
+    ``options`` holds the chosen method's own settings by name (``Method.options``), as the form shows them."""
 
     method: str = "unet"
     source: str = "sample"
@@ -71,24 +70,24 @@ class TrainForm:
     batch_size: int = 128
     lr: str = ""
     lr_decay_epochs: float = 0.0
-    l1_weight: float = 100.0
-    label_smoothing: bool = False
-    critic_epochs: float = 1.0
-    gan_fraction: float = 0.1
-    gan_checkpoints: int = 10
-    gan_lr: float = 2e-4
     limit: int = 0
     val_limit: int = 0
     seed: int = 0
     device: str = "auto"
     name: str = ""
+    options: dict[str, object] = field(default_factory=dict)
+
+
+def method_form_options(method: str) -> list[Option]:
+    """The options the Train form shows for ``method``: its own, as the registry declares them."""
+    return list(get_method(method).options)
 
 
 def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: datetime | None = None,
                      ) -> dict[str, object]:
     """The ``core.train`` options for a form, with ``out`` a new directory in ``runs_dir``; checks every value."""
-    if form.method not in METHOD_NAMES:
-        raise JobError(f"unknown method {form.method!r}; choose one of {', '.join(METHOD_NAMES)}")
+    if form.method not in method_names():
+        raise JobError(f"unknown method {form.method!r}; choose one of {', '.join(method_names())}")
     if form.split not in ("hue", "random"):
         raise JobError(f"unknown split {form.split!r}; choose hue or random")
     if form.device not in ("auto", "cpu", "cuda"):
@@ -104,6 +103,16 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
     lr = parse_lr(form.lr)
     if float(form.lr_decay_epochs) < 0:
         raise JobError(f"learning-rate decay epochs must not be negative, not {form.lr_decay_epochs}")
+    own = {o.name: o for o in method_form_options(form.method)}
+    unknown = sorted(set(form.options) - set(own))
+    if unknown:
+        raise JobError(f"{unknown[0]!r} is not an option of {form.method}")
+    method_args: dict[str, object] = {}
+    for name, value in form.options.items():
+        try:
+            method_args[name] = own[name].check(value)
+        except ConfigError as e:
+            raise JobError(f"{own[name].title}: {e}") from None
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     name = form.name.strip()
     if not name:  # a default name never collides: a second run in the same second gets a suffix
@@ -124,21 +133,7 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
         "limit": int(form.limit) or None, "val_limit": int(form.val_limit) or None, "seed": int(form.seed),
         "device": form.device,
     }
-    if form.method == "dcgan":
-        if float(form.l1_weight) < 0:
-            raise JobError(f"L1 weight must not be negative, not {form.l1_weight}")
-        args["l1_weight"] = float(form.l1_weight)
-    if form.method in ("dcgan", "nogan") and form.label_smoothing:
-        args["real_label"] = 0.9
-    if form.method == "nogan":
-        if float(form.critic_epochs) <= 0 or float(form.gan_fraction) <= 0 or int(form.gan_checkpoints) < 1:
-            raise JobError("NoGAN phase lengths must be positive (critic epochs, GAN fraction, at least 1 checkpoint)")
-        if not 0 < float(form.gan_lr) < 1:
-            raise JobError(f"the GAN-phase learning rate must be between 0 and 1, not {form.gan_lr}")
-        args |= {"critic_epochs": float(form.critic_epochs), "gan_fraction": float(form.gan_fraction),
-                 "gan_checkpoints": int(form.gan_checkpoints), "gan_lr": float(form.gan_lr)}
-    args |= {"out": str(out), "quiet": True}
-    return args
+    return args | method_args | {"out": str(out), "quiet": True}
 
 
 def resume_args(run: RunDir) -> dict[str, object]:
@@ -210,7 +205,10 @@ def run_metrics(run: RunDir) -> list[dict]:
 
 def key_metric(method: str) -> str:
     """The validation figure that summarises a run: accuracy for the classifier, AuC of ab for colorizers."""
-    return "accuracy" if method == "classifier" else "auc_ab"
+    try:
+        return get_method(method).key_metric
+    except KeyError:
+        return "auc_ab"
 
 
 def best_validation(records: Sequence[Mapping], metric: str) -> float | None:

@@ -59,7 +59,7 @@ def comparison_figure(source: str, models: list[str | Path], per_class: int = 1,
 
 def split_study(source: str, runs: list[str | Path], parts: tuple[str, ...] = ("val", "test")) -> pd.DataFrame:
     """Metrics of each split-study run on its own validation part and the common test part, with the KS statistic."""
-    from core.data import prepare
+    from core.data import prepare_for
     from core.evaluate import evaluate
     from core.inference import load_colorizer
 
@@ -67,8 +67,7 @@ def split_study(source: str, runs: list[str | Path], parts: tuple[str, ...] = ("
     for spec in runs:
         run = RunDir(Path(spec))
         cfg = json.loads(run.config.read_text())
-        prepared = prepare(source, cfg["split"], cfg["val_fraction"], cfg["seed"], cfg["gray_threshold"],
-                           progress=False)
+        prepared = prepare_for(cfg, source)
         colorizer = load_colorizer(run.path)
         row = {"run": run.id, "split": cfg["split"], "seed": cfg["seed"], "ks_hue": prepared.summary()["ks_hue"],
                "epochs": cfg["epochs"], "limit": cfg["limit"], "width": cfg["width"]}
@@ -88,10 +87,11 @@ def split_summary(table: pd.DataFrame) -> pd.DataFrame:
 def validation_tensors(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Model-space (L, ab) of the validation images a run validated on (same split, same draw)."""
     from core.config import TrainConfig
-    from core.train import prepare_run_data, run_subsets
+    from core.data import prepare_for
+    from core.train import run_subsets
 
     cfg = TrainConfig.load(RunDir(Path(run_dir)).config)
-    prepared = prepare_run_data(cfg)
+    prepared = prepare_for(cfg)
     _, val_idx = run_subsets(cfg, prepared)
     return uint8_to_model(prepared.images("val")[val_idx])
 

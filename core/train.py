@@ -1,9 +1,10 @@
 """The training engine: one loop drives every registered method, phase by phase.
 
-``python -m core.train --model {unet,dcgan,nogan,classifier} --source SOURCE --split {random,hue} --epochs N
---out RUN_DIR [--resume] ...`` prepares the data once (Lab on the device, no per-batch colour conversion),
-then optimises, validates, writes status.json, metrics.jsonl, samples and checkpoints into RUN_DIR.
-SIGTERM ends the run cleanly as ``cancelled`` after saving; ``--resume`` continues from last.pt.
+``python -m core.train --model METHOD --source SOURCE --split {random,hue} --epochs N --out RUN_DIR [--resume]
+...`` (``--help`` lists every registered method and its options) prepares the data once (Lab on the device, no
+per-batch colour conversion), then optimises, validates, writes status.json, metrics.jsonl, samples and
+checkpoints into RUN_DIR. SIGTERM ends the run cleanly as ``cancelled`` after saving; ``--resume`` continues
+from last.pt.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from core.checkpoint import (
     weights_payload,
 )
 from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
-from core.config import TrainConfig
-from core.data import PreparedData, prepare
+from core.config import ConfigError, Option, TrainConfig, common_options
+from core.data import PreparedData, prepare_for
 from core.figures import image_grid, save_png
-from core.methods import METHODS, Method, Phase, build_method
+from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
 from core.runs import RunDir, machine_description
 from core.sources import DataSourceError
 from core.splits import spread_subset
@@ -99,12 +100,6 @@ class Tensors:
         return out
 
 
-def prepare_run_data(cfg: TrainConfig, progress: bool = False) -> PreparedData:
-    """The data set and split a run's configuration names."""
-    return prepare(cfg.source, cfg.split, cfg.val_fraction, cfg.seed, cfg.gray_threshold, size=cfg.size,
-                   progress=progress)
-
-
 def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the training and validation images a run uses: draws fixed by its seed when limited."""
     return (spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed),
@@ -114,7 +109,7 @@ def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, n
 def load_training_data(cfg: TrainConfig, device: torch.device, progress: bool = True,
                        ) -> tuple[PreparedData, Tensors, Tensors]:
     """Prepare the split and move train and validation subsets to the device, converted to Lab once."""
-    prepared = prepare_run_data(cfg, progress)
+    prepared = prepare_for(cfg, progress=progress)
     train_idx, val_idx = run_subsets(cfg, prepared)
     train = Tensors.from_images(prepared.images("train")[train_idx], prepared.labels("train")[train_idx], device)
     val = Tensors.from_images(prepared.images("val")[val_idx], prepared.labels("val")[val_idx], device)
@@ -196,26 +191,23 @@ class _StopFlag:
         self.signal = signum
 
 
-def ensure_feature_net(cfg: TrainConfig, run: RunDir, progress: bool) -> str | None:
-    """For NoGAN without a feature network: train a small classifier first, inside the run. Returns a note."""
-    if cfg.model != "nogan" or cfg.feature_net not in ("auto",):
-        return None
-    from core.methods.nogan import resolve_feature_net
+class StopFlag:
+    """Set by SIGTERM/SIGINT while installed; the loop checks it between steps and ends the run cleanly."""
 
-    net, why = resolve_feature_net(cfg)
-    if net is not None:
-        return f"feature network: {why}"
-    sub = run.path / "feature_net"
-    print(f"{why}: training a small classifier first (1 epoch, width 16) in {sub}", flush=True)
-    run.write_status(phase="feature_net", message=f"{why}: training a small classifier first")
-    sub_cfg = TrainConfig(model="classifier", source=cfg.source, split=cfg.split, val_fraction=cfg.val_fraction,
-                          gray_threshold=cfg.gray_threshold, seed=cfg.seed, epochs=1, limit=cfg.limit,
-                          val_limit=cfg.val_limit, width=16, batch_size=cfg.batch_size, device=cfg.device,
-                          threads=cfg.threads, size=cfg.size)
-    final = train(sub_cfg, sub, resume=(sub / "config.json").is_file(), progress=progress)
-    cfg.feature_net = str(sub / "checkpoints" / "best.pt")
-    acc = final.get("best_score") or 0.0
-    return f"feature network: classifier trained first in this run, validation accuracy {acc:.1f}%"
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.signal = signum
+
+    def __enter__(self) -> StopFlag:
+        self._previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
 
 
 def init_generator(method: Method, path: str | Path) -> None:
@@ -233,49 +225,169 @@ def init_generator(method: Method, path: str | Path) -> None:
                             f"(width {method.cfg.width}); use the same --width") from e
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          max_steps: int | None = None) -> dict:
-    """Run (or resume) training into ``out``; returns the final status. ``max_steps`` stops early (tests).
+# --- the pieces of a run -----------------------------------------------------------------------------------
+@dataclass
+class OpenedRun:
+    """A run directory ready to train into: its checked configuration and, when resuming, its last.pt."""
 
-    Any error marks the run ``failed`` with a message before it propagates, so no run is left "running".
-    """
-    try:
-        return _train(cfg, out, resume, progress, max_steps)
-    except BaseException as e:
-        run = RunDir(Path(out))
-        if run.status().get("state") in ("starting", "running"):
-            run.write_status(state="failed", message=str(e) if isinstance(e, TrainingError) else
-                             f"{type(e).__name__}: {e}", finished=time.time())
-        raise
+    run: RunDir
+    cfg: TrainConfig
+    checkpoint: dict | None = None
+    note: str = ""
 
 
-def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_steps: int | None) -> dict:
+def open_run(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
+             extend_epochs: int | None = None) -> OpenedRun:
+    """Check the settings and open ``out``: a new run, or (``resume``) the run there as it was configured,
+    from its last.pt; ``extend_epochs`` above the saved epochs lengthens it. Nothing is written on refusal."""
     run = RunDir(Path(out))
-    start_step, ckpt = 0, None
+    if run.path.exists() and not run.path.is_dir():
+        raise TrainingError(f"--out {run.path} is a file, not a folder; choose a new folder for the run")
+    note = ""
     if resume:
         if not run.exists():
             raise TrainingError(f"nothing to resume in {run.path}: it has no config.json")
-        saved = TrainConfig.load(run.config)
-        saved.epochs = cfg.epochs if cfg.epochs != saved.epochs and cfg.epochs > saved.epochs else saved.epochs
-        cfg = saved
-        if run.last.is_file():
-            ckpt = load_checkpoint(run.last)
-            start_step = int(ckpt["step"])
+        cfg = TrainConfig.load(run.config)
+        if extend_epochs is not None:
+            if extend_epochs < cfg.epochs:
+                raise TrainingError(f"--epochs {extend_epochs} is below the run's {cfg.epochs}; a resumed run can "
+                                    "only be lengthened")
+            if extend_epochs > cfg.epochs:
+                note = f"extended from {cfg.epochs} to {extend_epochs} epochs on resume"
+                cfg.epochs = extend_epochs
+    elif cfg is None:
+        raise TrainingError("a new run needs a configuration")
     elif run.exists():
         raise TrainingError(f"{run.path} already holds a run; use --resume to continue it or choose another --out")
-    run.path.mkdir(parents=True, exist_ok=True)
-    if cfg.model not in METHODS:
-        raise TrainingError(f"unknown model {cfg.model!r}; choose one of {sorted(METHODS)}")
+    cfg = TrainConfig.from_dict(cfg.to_dict()).checked()  # a copy: hooks may fill in settings
+    checkpoint = load_checkpoint(run.last) if resume and run.last.is_file() else None
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"cannot create the run folder {run.path} ({e.strerror}); choose a writable --out") from e
+    if not os.access(run.path, os.W_OK):
+        raise TrainingError(f"the run folder {run.path} is not writable; choose a writable --out")
+    return OpenedRun(run, cfg, checkpoint, note)
 
+
+def setup_torch(cfg: TrainConfig) -> tuple[torch.device, int]:
+    """Seed, CPU threads and device of a run."""
     torch.manual_seed(cfg.seed)
     threads = cfg.threads or default_threads()
     torch.set_num_threads(threads)
-    device = select_device(cfg.device)
+    return select_device(cfg.device), threads
+
+
+@dataclass
+class Best:
+    """The best validation so far (``step`` -1: none yet)."""
+
+    score: float = -math.inf
+    step: int = -1
+
+
+class CheckpointKeeper:
+    """A run's checkpoints, as timm's CheckpointSaver keeps them: ``last.pt``, ``best.pt`` and every validated
+    generator (weights only, ``checkpoints/<phase>/step_*.pt``), at most ``keep`` per phase when set (the oldest
+    go first). Every file is written atomically."""
+
+    def __init__(self, run: RunDir, keep: int | None = None) -> None:
+        self.run, self.keep = run, keep
+
+    def save_last(self, payload: dict) -> None:
+        save_checkpoint(payload, self.run.last)
+
+    def save_best(self, payload: dict) -> None:
+        save_checkpoint(payload, self.run.best)
+
+    def keep_generator(self, payload: dict, phase: str, step: int) -> Path:
+        """Keep the generator validated at ``step``, then drop the oldest kept ones past the cap."""
+        path = save_checkpoint(weights_payload(payload), self.run.checkpoints / phase / f"step_{step:06d}.pt")
+        if self.keep is not None:
+            for old in sorted(path.parent.glob("step_*.pt"))[: -self.keep or None]:
+                old.unlink(missing_ok=True)
+        return path
+
+
+class SpeedMeter:
+    """Images per second over windows of at least a second, and the ETA of the steps left."""
+
+    def __init__(self, total_steps: int, batch_size: int, speed: float = 0.0, every_s: float = 2.0) -> None:
+        self.total, self.batch_size, self.speed, self.every_s = total_steps, batch_size, speed, every_s
+        self._t_window = self._t_report = time.perf_counter()
+        self._t_report -= every_s  # the first step reports at once
+        self._images = 0
+
+    def update(self, step: int, images: int) -> dict | None:
+        """Count a step's images; every ``every_s`` seconds, the figures for status.json (else None)."""
+        self._images += images
+        now = time.perf_counter()
+        if now - self._t_report <= self.every_s:
+            return None
+        if now - self._t_window > 1.0:
+            self.speed = self._images / (now - self._t_window)
+            self._t_window, self._images = now, 0
+        self._t_report = now
+        return {"images_per_s": self.speed, "eta_s": self.eta(step)}
+
+    def eta(self, step: int) -> float | None:
+        return (self.total - step) * self.batch_size / self.speed if self.speed > 0 else None
+
+
+def validate_and_keep(method: Method, val: Tensors, keeper: CheckpointKeeper, payload: dict, phase: Phase,
+                      best: Best, sample_name: str, n_samples: int) -> dict[str, float]:
+    """Validate, write the sample grid, keep the generator, replace best.pt when the score improved, then last.pt
+    (the kept files are on disk before last.pt moves past them)."""
+    step = int(payload["step"])
+    metrics = validate(method, val)
+    payload["metrics"] = metrics
+    if method.is_colorizer and n_samples > 0:
+        save_png(sample_grid(method, val, n_samples), keeper.run.samples / f"{sample_name}.png")
+    if method.is_colorizer:  # every validated generator, so any point of the run can be picked later
+        keeper.keep_generator(payload, phase.name, step)
+    if phase.keep_best and metrics["score"] > best.score:
+        best.score, best.step = metrics["score"], step
+        keeper.save_best(payload | {"best_score": best.score, "best_step": best.step})
+    keeper.save_last(payload | {"best_score": best.score, "best_step": best.step})
+    return metrics
+
+
+def val_message(step: int, total: int, phase: str, metrics: dict[str, float]) -> str:
+    return f"step {step}/{total} ({phase}) " + ", ".join(
+        f"{k} {v:.4g}" for k, v in metrics.items() if k in ("val_loss", "auc_ab", "colorfulness_ratio", "accuracy"))
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig | None, out: str | Path, resume: bool = False, progress: bool = True,
+          max_steps: int | None = None, extend_epochs: int | None = None) -> dict:
+    """Run (or resume) training into ``out``; returns the final status. ``max_steps`` stops early (tests).
+
+    A refused start changes nothing on disk; an error during the run marks it ``failed`` with a message
+    before it propagates, so no run is left "running".
+    """
+    return train_opened(open_run(cfg, out, resume, extend_epochs), progress, max_steps)
+
+
+def train_opened(opened: OpenedRun, progress: bool = True, max_steps: int | None = None) -> dict:
+    """Train into a run that :func:`open_run` opened; see :func:`train`."""
+    try:
+        return _run(opened, progress, max_steps)
+    except BaseException as e:
+        if opened.run.status().get("state") in ("starting", "running"):
+            opened.run.write_status(state="failed", message=str(e) if isinstance(e, TrainingError) else
+                                    f"{type(e).__name__}: {e}", finished=time.time())
+        raise
+
+
+def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
+    run, cfg, ckpt = opened.run, opened.cfg, opened.checkpoint
+    device, threads = setup_torch(cfg)
     run.write_status(state="running", pid=os.getpid(), model=cfg.model, phase="data", message="preparing data",
                      started=run.status().get("started", time.time()), out=str(run.path),
                      machine=machine_description(), device=str(device))
-    note = ensure_feature_net(cfg, run, progress)
-    torch.set_num_threads(threads)  # a feature-network run inside this one may have chosen its own
+    notes = [opened.note, METHODS[cfg.model].before_training(cfg, run.path, progress) or ""]
+    note = "; ".join(n for n in notes if n)
+    torch.set_num_threads(threads)  # a run inside this one (NoGAN's feature network) may have chosen its own
     cfg.save(run.config)
     prepared, train_data, val_data = load_training_data(cfg, device, progress)
     prepared.split.save(run.split)
@@ -288,185 +400,182 @@ def _train(cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, max_
     spe = max(1, len(train_data) // bs)
     phases = method.phases(spe)
     total = sum(p.steps for p in phases)
-    best_score, best_step = -math.inf, -1
+    best, step = Best(), 0
     if ckpt is not None:
         method.load_state_dict(ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        best_score, best_step = float(ckpt.get("best_score", -math.inf)), int(ckpt.get("best_step", -1))
-        run.truncate_metrics(start_step)
+        best, step = Best(float(ckpt.get("best_score", -math.inf)), int(ckpt.get("best_step", -1))), int(ckpt["step"])
+        run.truncate_metrics(step)
     else:
         if cfg.init:
             init_generator(method, cfg.init)
-        if run.metrics_file.exists():
-            run.metrics_file.unlink()
-
-    stop = _StopFlag()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        run.metrics_file.unlink(missing_ok=True)
+    keeper = CheckpointKeeper(run, cfg.keep_generators)
+    meter = SpeedMeter(total, bs, float(run.status().get("images_per_s") or 0.0))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
-    bar = tqdm(total=total, initial=start_step, disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)
     header = f"{cfg.model}: {len(train_data)} train / {len(val_data)} val images, {spe} steps per epoch, " \
              f"{total} steps in {len(phases)} phase(s) {[p.name for p in phases]} on {device}"
     print(header + (f"; {note}" if note else ""), flush=True)
-    run.write_status(state="running", total_steps=total, steps_per_epoch=spe, step=start_step,
-                     epoch=start_step / spe, message=header, note=note)
+    run.write_status(state="running", total_steps=total, steps_per_epoch=spe, step=step, epoch=step / spe,
+                     message=header, note=note)
+    metrics = ckpt.get("metrics", {}) if ckpt else {}
+    bar = tqdm(total=total, initial=step, disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)
+    say = bar.write if not bar.disable else (lambda m: print(m, flush=True))
 
-    step, phase_start, last_metrics = start_step, 0, ckpt.get("metrics", {}) if ckpt else {}
-    t_window, n_window, t_status = time.perf_counter(), 0, 0.0
-    speed = float(run.status().get("images_per_s") or 0.0)
-
-    def checkpoint_payload(phase: Phase) -> dict:
+    def payload(phase: Phase) -> dict:
         return {"format": FORMAT_TRAINING, "version": VERSION, "method": cfg.model, "config": cfg.to_dict(),
-                "step": step, "epoch": step / spe, "phase": phase.name, "metrics": last_metrics,
+                "step": step, "epoch": step / spe, "phase": phase.name, "metrics": metrics,
                 "state": method.state_dict(), "rng": {"torch": torch.get_rng_state()},
-                "best_score": best_score, "best_step": best_step}
+                "best_score": best.score, "best_step": best.step}
 
     def finish(state: str, message: str) -> dict:
         bar.close()
-        for s, h in previous.items():
-            signal.signal(s, h)
         print(message, flush=True)
         return run.write_status(state=state, message=message, step=step, epoch=step / spe, eta_s=0.0,
-                                finished=time.time(), best_score=best_score if best_step >= 0 else None,
-                                best_step=best_step)
+                                finished=time.time(), best_score=best.score if best.step >= 0 else None,
+                                best_step=best.step)
 
-    try:
-        for phase_index, phase in enumerate(phases):
-            phase_end = phase_start + phase.steps
-            if step >= phase_end:
+    with StopFlag() as stop:
+        try:
+            phase_start = 0
+            for phase_index, phase in enumerate(phases):
+                phase_end, phase_start = phase_start + phase.steps, phase_start
+                if step >= phase_end:
+                    phase_start = phase_end
+                    continue
+                method.set_phase(phase.name)
+                run.write_status(phase=phase.name, message=f"phase {phase_index + 1}/{len(phases)}: {phase.name}")
+                perm_epoch, perm = -1, None
+                while step < phase_end:
+                    # 1. stop cleanly when asked
+                    if stop.signal is not None or (max_steps is not None and step >= max_steps):
+                        keeper.save_last(payload(phase))
+                        why = "cancelled by signal" if stop.signal is not None else f"stopped after {step} steps"
+                        return finish("cancelled", f"{why}; last.pt saved at step {step}, --resume continues")
+                    # 2. the batch: this epoch's order, the learning rate of this step
+                    local = step - phase_start
+                    if phase_index == 0 and cfg.lr_decay_epochs > 0:
+                        set_decayed_lr(method, decay_factor(local, phase.steps, round(cfg.lr_decay_epochs * spe)))
+                    if local // spe != perm_epoch:
+                        perm_epoch = local // spe
+                        perm = epoch_permutation(cfg.seed, phase_index, perm_epoch, len(train_data))
+                    idx = perm[(local % spe) * bs : (local % spe + 1) * bs].to(device)
+                    flips = flip_mask(cfg.seed, step, len(idx)).to(device) if cfg.flip else None
+                    method.set_input(train_data.batch(idx, method.needs, flips, cfg.channels_last))
+                    # 3. one optimisation step, guarded against NaN
+                    with autocast:
+                        losses = method.optimize()
+                    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+                    if bad:
+                        raise TrainingError(f"loss {bad[0]} became {losses[bad[0]]} at step {step + 1} "
+                                            f"(phase {phase.name}); lower --lr or check the data")
+                    step += 1
+                    bar.update(1)
+                    # 4. records: losses, speed, validation and checkpoints
+                    if step % cfg.log_every == 0 or step == phase_end:
+                        run.append_metrics({"type": "step", "step": step, "epoch": step / spe, "phase": phase.name,
+                                            "time": time.time(), **losses})
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+                    if (speed := meter.update(step, len(idx))) is not None:
+                        run.write_status(step=step, epoch=step / spe, phase=phase.name, **speed)
+                    if (step - phase_start) % phase.eval_every == 0 or step == phase_end:
+                        name = f"epoch_{round(step / spe):03d}" if phase.eval_every == spe and phase_index == 0 \
+                            else f"{phase.name}_step_{step:06d}"
+                        metrics = validate_and_keep(method, val_data, keeper, payload(phase), phase, best, name,
+                                                    cfg.n_samples)
+                        run.append_metrics({"type": "val", "step": step, "epoch": step / spe, "phase": phase.name,
+                                            "time": time.time(), **metrics})
+                        msg = val_message(step, total, phase.name, metrics)
+                        say(msg)
+                        run.write_status(message=msg, best_score=best.score, best_step=best.step, last_val=metrics)
                 phase_start = phase_end
-                continue
-            method.set_phase(phase.name)
-            run.write_status(phase=phase.name, message=f"phase {phase_index + 1}/{len(phases)}: {phase.name}")
-            perm_epoch, perm = -1, None
-            while step < phase_end:
-                if stop.signal is not None or (max_steps is not None and step >= max_steps):
-                    save_checkpoint(checkpoint_payload(phase), run.last)
-                    why = "cancelled by signal" if stop.signal is not None else f"stopped after {step} steps"
-                    return finish("cancelled", f"{why}; last.pt saved at step {step}, --resume continues")
-                local = step - phase_start
-                if phase_index == 0 and cfg.lr_decay_epochs > 0:
-                    set_decayed_lr(method, decay_factor(local, phase.steps, round(cfg.lr_decay_epochs * spe)))
-                if local // spe != perm_epoch:
-                    perm_epoch = local // spe
-                    perm = epoch_permutation(cfg.seed, phase_index, perm_epoch, len(train_data))
-                idx = perm[(local % spe) * bs : (local % spe + 1) * bs].to(device)
-                flips = flip_mask(cfg.seed, step, len(idx)).to(device) if cfg.flip else None
-                method.set_input(train_data.batch(idx, method.needs, flips, cfg.channels_last))
-                with autocast:
-                    losses = method.optimize()
-                bad = [k for k, v in losses.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingError(f"loss {bad[0]} became {losses[bad[0]]} at step {step + 1} "
-                                        f"(phase {phase.name}); lower --lr or check the data")
-                step += 1
-                n_window += len(idx)
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == phase_end:
-                    run.append_metrics({"type": "step", "step": step, "epoch": step / spe, "phase": phase.name,
-                                        "time": time.time(), **losses})
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                now = time.perf_counter()
-                if now - t_status > 2.0:
-                    if now - t_window > 1.0:
-                        speed = n_window / (now - t_window)
-                        t_window, n_window = now, 0
-                    eta = (total - step) * bs / speed if speed > 0 else None
-                    run.write_status(step=step, epoch=step / spe, phase=phase.name, images_per_s=speed, eta_s=eta)
-                    t_status = now
-                done_in_phase = step - phase_start
-                if done_in_phase % phase.eval_every == 0 or step == phase_end:
-                    last_metrics = validate(method, val_data)
-                    record = {"type": "val", "step": step, "epoch": step / spe, "phase": phase.name,
-                              "time": time.time(), **last_metrics}
-                    run.append_metrics(record)
-                    name = f"epoch_{round(step / spe):03d}" if phase.eval_every == spe and phase_index == 0 \
-                        else f"{phase.name}_step_{step:06d}"
-                    if method.is_colorizer:
-                        save_png(sample_grid(method, val_data, cfg.n_samples), run.samples / f"{name}.png")
-                    if phase.keep_best and last_metrics["score"] > best_score:
-                        best_score, best_step = last_metrics["score"], step
-                        save_checkpoint(checkpoint_payload(phase), run.best)
-                    save_checkpoint(checkpoint_payload(phase), run.last)
-                    if method.is_colorizer:  # keep every validated generator (weights only), so that any point
-                        # of the run (NoGAN's inflection, a GAN's most colourful epoch still beating gray) can be
-                        # picked afterwards: python -m core.study pick
-                        save_checkpoint(weights_payload(checkpoint_payload(phase)),
-                                        run.checkpoints / phase.name / f"step_{step:06d}.pt")
-                    msg = f"step {step}/{total} ({phase.name}) " + ", ".join(
-                        f"{k} {v:.4g}" for k, v in last_metrics.items() if k in ("val_loss", "auc_ab",
-                                                                                "colorfulness_ratio", "accuracy"))
-                    if not bar.disable:
-                        bar.write(msg)
-                    else:
-                        print(msg, flush=True)
-                    run.write_status(message=msg, best_score=best_score, best_step=best_step, last_val=last_metrics)
-            phase_start = phase_end
-        if best_step < 0:  # no phase kept a best: the final weights are the best there are
-            best_score, best_step = last_metrics.get("score", -math.inf), step
-            save_checkpoint(checkpoint_payload(phases[-1]), run.best)
-        return finish("completed", f"completed {step} steps; best score {best_score:.4g} at step {best_step}")
-    except BaseException as e:
-        finish("failed", str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}")
-        raise
+            if best.step < 0:  # no phase kept a best: the final weights are the best there are
+                best.score, best.step = metrics.get("score", -math.inf), step
+                keeper.save_best(payload(phases[-1]))
+            return finish("completed", f"completed {step} steps; best score {best.score:.4g} at step {best.step}")
+        except BaseException as e:
+            finish("failed", str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}")
+            raise
+
+
+# --- the command line --------------------------------------------------------------------------------------
+RUN_FLAGS = ("out", "resume", "quiet")
+
+
+def _add_option(group: argparse._ArgumentGroup, opt: Option) -> None:
+    """One option as a flag (``--no-X`` for a setting that is on by default); unset flags are left out."""
+    if opt.type is bool:
+        if opt.default:
+            group.add_argument(f"--no-{opt.name.replace('_', '-')}", dest=opt.name, action="store_false",
+                               default=argparse.SUPPRESS, help=f"turn off: {opt.help}")
+        else:
+            group.add_argument(opt.flag, dest=opt.name, action="store_true", default=argparse.SUPPRESS, help=opt.help)
+        return
+    default = f" (default {opt.default})" if opt.default is not None and "default" not in opt.help else ""
+    group.add_argument(opt.flag, dest=opt.name, type=str if opt.list_of else opt.type, choices=opt.choices,
+                       nargs="+" if opt.list_of else None, default=argparse.SUPPRESS, help=opt.help + default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, built from TrainConfig's settings and every registered method's own options."""
+    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
+    common = p.add_argument_group("settings of every method")
+    for opt in common_options():
+        if opt.name == "model":
+            common.add_argument("--model", dest="model", choices=method_names(), default=argparse.SUPPRESS,
+                                help="; ".join(f"{n}: {get_method(n).help}" for n in method_names())
+                                + f" (default {opt.default})")
+        else:
+            _add_option(common, opt)
+    for name, (opt, owners) in all_options().items():
+        group = p.add_argument_group(f"{name} is an option of " + ", ".join(owners))
+        _add_option(group, opt)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, as it was "
+                   "configured; --epochs N (above the saved value) lengthens it, any other setting is refused")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=sorted(METHODS), default=d.model)
-    p.add_argument("--source", default=d.source, help="cifar10, sample, or a folder/archive path")
-    p.add_argument("--split", choices=("random", "hue"), default=d.split)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--gray-threshold", type=float, default=d.gray_threshold)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--limit", type=int, default=None,
-                   help="use at most N training images (a random draw with --seed, every class in proportion)")
-    p.add_argument("--val-limit", type=int, default=None,
-                   help="validate on at most N images (a random draw with --seed)")
-    p.add_argument("--init", default=None, help="start the generator from this checkpoint's generator weights "
-                   "(e.g. NoGAN with --epochs 0 runs only the critic and GAN phases over an existing generator)")
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--disc-width", type=int, default=d.disc_width)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
-    p.add_argument("--beta1", type=float, default=None)
-    p.add_argument("--lr-decay-epochs", type=float, default=d.lr_decay_epochs,
-                   help="fall linearly to zero over the last N epochs (pix2pix's schedule; NoGAN: of phase 1)")
-    p.add_argument("--l1-weight", type=float, default=d.l1_weight)
-    p.add_argument("--real-label", type=float, default=d.real_label, help="0.9 for one-sided label smoothing")
-    p.add_argument("--feature-net", default=d.feature_net, help="auto, vgg, or a classifier checkpoint")
-    p.add_argument("--feature-weight", type=float, default=d.feature_weight)
-    p.add_argument("--feature-layers", type=int, nargs="+", default=d.feature_layers)
-    p.add_argument("--feature-layer-weights", type=float, nargs="+", default=d.feature_layer_weights)
-    p.add_argument("--critic-epochs", type=float, default=d.critic_epochs)
-    p.add_argument("--gan-fraction", type=float, default=d.gan_fraction)
-    p.add_argument("--gan-checkpoints", type=int, default=d.gan_checkpoints)
-    p.add_argument("--gan-l1-weight", type=float, default=d.gan_l1_weight,
-                   help="NoGAN: extra weight of the L1 term on a,b in the GAN phase, as pix2pix's lambda (default 0)")
-    p.add_argument("--gan-lr", type=float, default=d.gan_lr, help="NoGAN: learning rate of the GAN phase")
-    p.add_argument("--no-flip", dest="flip", action="store_false")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores not already busy)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--val-per-epoch", type=int, default=d.val_per_epoch,
-                   help="validations (each keeps its generator) per epoch of a one-phase run; default 1")
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    """The parsed command line: only the settings given are present (``vars(ns)``), besides out/resume/quiet."""
+    return build_parser().parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The configuration for a new run; options of methods other than ``--model`` are refused by name."""
+    given = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS}
+    cfg = TrainConfig.from_dict(given)
+    owners = all_options()
+    foreign = [k for k in given if k in owners and cfg.model not in owners[k][1]]
+    if foreign:
+        opt, methods = owners[foreign[0]]
+        raise ConfigError(f"{opt.flag} is an option of {', '.join(methods)}, not of {cfg.model}; leave it out")
+    return cfg.checked()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 completed or cancelled, 2 bad settings or input (one line, nothing written), 1 failed run."""
     args = parse_args(argv)
-    cfg = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
+    given = sorted(k for k in vars(args) if k not in RUN_FLAGS)
     try:
-        final = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    except (TrainingError, DataSourceError, CheckpointError, ValueError) as e:
+        if args.resume:
+            extra = [k for k in given if k != "epochs"]
+            if extra:
+                raise ConfigError(f"--resume continues the run as it was configured; --{extra[0].replace('_', '-')} "
+                                  "cannot be changed (only --epochs, to lengthen it)")
+            opened = open_run(None, args.out, True, getattr(args, "epochs", None))
+        else:
+            opened = open_run(config_from_args(args), args.out)
+    except (ConfigError, TrainingError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
+    try:
+        final = train_opened(opened, progress=not args.quiet)
+    except (TrainingError, DataSourceError, CheckpointError, ConfigError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (DataSourceError, ConfigError)) else 1
     return 0 if final.get("state") in ("completed", "cancelled") else 1
 
 

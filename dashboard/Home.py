@@ -8,12 +8,12 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from core.explore import (
     HEADLINE_METRICS,
-    METHOD_LABELS,
     comparison_strip,
     headline_table,
     strip_models,
     strip_positions,
 )
+from core.methods import method_label
 
 EVAL_LIMIT = 500
 STRIP_IMAGES = 6
@@ -93,7 +93,7 @@ if prepared is not None and results:
     positions = strip_positions(gray_result.n_images, STRIP_IMAGES)
     in_part = gray_result.per_image["part_index"].to_numpy()[positions]  # the images' places in the test part
     truth = prepared.images("test")[in_part]
-    predictions = {f"{METHOD_LABELS.get(e.method, e.method)} · {e.name}": by_name[e.name].predictions[positions]
+    predictions = {f"{method_label(e.method)} · {e.name}": by_name[e.name].predictions[positions]
                    for e in strip_entries if e.name in by_name and by_name[e.name].predictions is not None}
     strip = comparison_strip(truth, predictions, scale=4)
     for col, (title, picture) in zip(st.columns(len(strip)), strip):

@@ -14,7 +14,7 @@ from core import jobs
 from core.config import TrainConfig
 from core.jobs import JobError, TrainForm
 from core.runs import RunDir, cancel_job, launch_process, start_job, train_command
-from core.train import parse_args
+from core.train import config_from_args, parse_args
 
 NOW = datetime(2025, 1, 2, 3, 4, 5)
 
@@ -70,8 +70,7 @@ def test_method_default_lr():
 
 
 def test_build_train_args_unet(tmp_path):
-    args = jobs.build_train_args(TrainForm(method="unet", epochs=2, limit=0, val_limit=64, label_smoothing=True),
-                                 tmp_path, NOW)
+    args = jobs.build_train_args(TrainForm(method="unet", epochs=2, limit=0, val_limit=64), tmp_path, NOW)
     assert args["out"] == str(tmp_path / "unet-20250102-030405")
     assert args["limit"] is None and args["val_limit"] == 64 and args["lr"] is None
     assert not {"l1_weight", "real_label", "critic_epochs"} & set(args)  # settings of other methods are left out
@@ -79,8 +78,8 @@ def test_build_train_args_unet(tmp_path):
 
 def test_build_train_args_round_trips_through_the_cli(tmp_path):
     form = TrainForm(method="dcgan", source=" sample ", split="random", epochs=3, width=16, batch_size=64, lr="1e-4",
-                     l1_weight=50.0, label_smoothing=True, limit=512, val_limit=64, seed=7, device="cpu", name="x",
-                     lr_decay_epochs=1.5)
+                     options={"l1_weight": 50.0, "real_label": 0.9}, limit=512, val_limit=64, seed=7, device="cpu",
+                     name="x", lr_decay_epochs=1.5)
     cmd = train_command(jobs.build_train_args(form, tmp_path))
     ns = parse_args(cmd[3:])
     assert cmd[1:3] == ["-m", "core.train"]
@@ -92,15 +91,18 @@ def test_build_train_args_round_trips_through_the_cli(tmp_path):
 
 
 def test_build_train_args_nogan_phases(tmp_path):
-    form = TrainForm(method="nogan", critic_epochs=2.0, gan_fraction=0.25, gan_checkpoints=5, label_smoothing=True,
-                     gan_lr=3e-5)
+    form = TrainForm(method="nogan", options={"critic_epochs": 2.0, "gan_fraction": 0.25, "gan_checkpoints": 5,
+                                              "real_label": 0.9, "gan_lr": 3e-5, "feature_layers": "0 1",
+                                              "feature_layer_weights": "1, 2"})
     ns = parse_args(train_command(jobs.build_train_args(form, tmp_path, NOW))[3:])
     assert (ns.critic_epochs, ns.gan_fraction, ns.gan_checkpoints, ns.real_label) == (2.0, 0.25, 5, 0.9)
-    assert ns.gan_lr == 3e-5
-    with pytest.raises(JobError, match="phase lengths"):
-        jobs.build_train_args(TrainForm(method="nogan", gan_checkpoints=0), tmp_path)
-    with pytest.raises(JobError, match="GAN-phase learning rate"):
-        jobs.build_train_args(TrainForm(method="nogan", gan_lr=0.0), tmp_path)
+    assert ns.gan_lr == 3e-5 and config_from_args(ns).feature_layers == [0, 1]
+    with pytest.raises(JobError, match="GAN checkpoints.*--gan-checkpoints must be at least 1"):
+        jobs.build_train_args(TrainForm(method="nogan", options={"gan_checkpoints": 0}), tmp_path)
+    with pytest.raises(JobError, match="GAN learning rate.*above 0"):
+        jobs.build_train_args(TrainForm(method="nogan", options={"gan_lr": 0.0}), tmp_path)
+    with pytest.raises(JobError, match="not an option of unet"):
+        jobs.build_train_args(TrainForm(method="unet", options={"gan_lr": 1e-4}), tmp_path)
 
 
 @pytest.mark.parametrize("change,match", [

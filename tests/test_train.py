@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny(model: str, **kw) -> TrainConfig:
     base = dict(model=model, source="sample", split="hue", epochs=1, limit=256, val_limit=64, width=8,
                 disc_width=8, batch_size=32, log_every=2, n_samples=4, threads=1)
-    return TrainConfig(**(base | kw))
+    return TrainConfig.from_dict(base | kw)
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +285,7 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "core.train", "--model", "unet", "--source", str(tmp_path / "nope"),
                         "--out", str(tmp_path / "run")], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
 
 def test_registry_knows_all_methods():

@@ -1,18 +1,21 @@
 """The one interface every training method implements, and the registry that builds methods by name.
 
-A method owns its networks, optimisers and losses. The engine (``core.train``) gives it batches and asks it
-to optimise one step; the method answers with named float losses. Adding a method touches one file.
+A method owns its networks, optimisers and losses, and declares what the rest of the project asks about it:
+its name, label and one-line help, whether it colorizes, how to build its generator, its own options and any
+work it needs before training. The engine (``core.train``) gives it batches and asks it to optimise one step;
+the method answers with named float losses. Adding a method is one new file in ``core/methods/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from core.config import TrainConfig
+from core.config import ConfigError, Option, TrainConfig
 
 
 @dataclass
@@ -26,13 +29,36 @@ class Phase:
 
 
 class Method:
-    """Base class: subclasses set ``name``, build networks in ``__init__`` and implement ``optimize``."""
+    """Base class: subclasses set ``name``, ``label`` and ``help``, build networks in ``__init__`` and implement
+    ``optimize``; colorizers also say how their generator is built (``build_generator``)."""
 
     name: str = ""
+    label: str = ""  # how the dashboard and reports name the method
+    help: str = ""  # one line: what it trains
     needs: tuple[str, ...] = ("L", "ab")  # batch entries the method reads: L, ab, rgb, label
     default_lr: float = 2e-4
     default_beta1: float = 0.5
     is_colorizer: bool = True
+    key_metric: str = "auc_ab"  # the validation figure that summarises a run (higher is better)
+    options: tuple[Option, ...] = ()  # the method's own settings, beside the common ones of TrainConfig
+    epochs_label: str = "Epochs"
+    min_epochs: int = 1
+
+    @classmethod
+    def build_generator(cls, cfg: TrainConfig) -> nn.Module:
+        """The network that turns L into ab, untrained (inference loads weights into it)."""
+        raise NotImplementedError(f"{cls.name} builds no colorization generator")
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """Refuse settings that do not fit together (raises ``ConfigError``); options were checked one by one."""
+        if cfg.epochs < cls.min_epochs:
+            raise ConfigError(f"--epochs must be at least {cls.min_epochs} for {cls.name}, not {cfg.epochs}")
+
+    @classmethod
+    def before_training(cls, cfg: TrainConfig, run_path: Path, progress: bool) -> str | None:
+        """Work a method needs done before its networks are built (may update ``cfg``); returns a note or None."""
+        return None
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg = cfg
@@ -109,16 +135,54 @@ METHODS: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method buildable by its ``name``."""
+    """Class decorator: make a method buildable and listed by its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name to be registered")
+    names = [o.name for o in cls.options]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{cls.__name__} declares an option twice")
     METHODS[cls.name] = cls
     return cls
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name`` (KeyError when there is none)."""
+    return METHODS[name]
+
+
+def method_names(colorizers_only: bool = False) -> list[str]:
+    """Registered method names in registration order (``colorizers_only``: those that predict a,b)."""
+    return [n for n, m in METHODS.items() if m.is_colorizer or not colorizers_only]
+
+
+def method_label(name: str) -> str:
+    """A method's label, or the name itself for a method no longer registered."""
+    cls = METHODS.get(name)
+    return cls.label or name if cls else name
+
+
+def all_options() -> dict[str, tuple[Option, list[str]]]:
+    """Every method option by name, with the methods that declare it (methods share an option by name)."""
+    out: dict[str, tuple[Option, list[str]]] = {}
+    for name, cls in METHODS.items():
+        for opt in cls.options:
+            out.setdefault(opt.name, (opt, []))[1].append(name)
+    return out
 
 
 def build_method(cfg: TrainConfig, device: torch.device) -> Method:
     """Build the method that ``cfg.model`` names."""
     if cfg.model not in METHODS:
-        raise ValueError(f"unknown model {cfg.model!r}; choose one of {sorted(METHODS)}")
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of {', '.join(METHODS)}")
     return METHODS[cfg.model](cfg, device)
+
+
+def build_generator(method: str, config: dict) -> nn.Module:
+    """An untrained generator of a registered colorizer for a saved configuration (inference)."""
+    cls = METHODS.get(method)
+    if cls is None or not cls.is_colorizer:
+        raise ValueError(f"{method!r} is not a registered colorization method ({', '.join(method_names(True))})")
+    return cls.build_generator(TrainConfig.from_dict(config | {"model": method}))
 
 
 LossFn = Callable[..., torch.Tensor]

@@ -13,7 +13,10 @@ from core.networks import Classifier
 @register
 class ClassifierMethod(Method):
     name = "classifier"
+    label = "Classifier"
+    help = "CIFAR-10 classifier (feature network for NoGAN)"
     needs = ("rgb", "label")
+    key_metric = "accuracy"
     default_lr = 1e-3
     default_beta1 = 0.9
     is_colorizer = False

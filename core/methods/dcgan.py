@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from core.config import TrainConfig
+from core.config import Option, TrainConfig
 from core.methods.base import Method, register
 from core.networks import PatchDiscriminator, UNet
 
@@ -33,6 +34,10 @@ def generator_loss(fake_logits: torch.Tensor, fake_ab: torch.Tensor, true_ab: to
     adv = generator_adversarial_loss(fake_logits)
     l1 = F.l1_loss(fake_ab, true_ab)
     return adv + l1_weight * l1, adv, l1
+
+
+REAL_LABEL = Option("real_label", float, 1.0, "target of real pairs for the discriminator; 0.9 gives one-sided "
+                    "label smoothing", label="Real label", above=0.0, max=1.0)
 
 
 def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
@@ -60,13 +65,24 @@ def discriminator_step(method: Method, L: torch.Tensor, real_ab: torch.Tensor,
 @register
 class DCGANMethod(Method):
     name = "dcgan"
+    label = "DCGAN"
+    help = "Conditional DCGAN (pix2pix: adversarial + L1)"
     default_lr = 2e-4
     default_beta1 = 0.5
+    options = (
+        Option("l1_weight", float, 100.0, "lambda of the L1 term on a,b beside the adversarial loss",
+               label="L1 weight (λ)", min=0.0, max=1e6),
+        REAL_LABEL,
+    )
+
+    @classmethod
+    def build_generator(cls, cfg: TrainConfig) -> nn.Module:
+        return UNet(width=cfg.width)
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
         self.nets = {
-            "generator": self.prepare_net(UNet(width=cfg.width)),
+            "generator": self.prepare_net(self.build_generator(cfg)),
             "discriminator": self.prepare_net(PatchDiscriminator(width=cfg.disc_width)),
         }
         self.optimizers = {k: self.adam(n.parameters()) for k, n in self.nets.items()}

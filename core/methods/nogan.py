@@ -20,9 +20,9 @@ from torch import nn
 
 from core.checkpoint import generator_state, load_checkpoint
 from core.colour import model_to_rgb
-from core.config import TrainConfig
+from core.config import ConfigError, Option, TrainConfig
 from core.methods.base import Method, Phase, register
-from core.methods.dcgan import discriminator_step, generator_adversarial_loss, set_requires_grad
+from core.methods.dcgan import REAL_LABEL, discriminator_step, generator_adversarial_loss, set_requires_grad
 from core.networks import Classifier, PatchDiscriminator, UNet, VGGFeatures, freeze
 
 SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[2] / "checkpoints" / "classifier.pt"
@@ -80,9 +80,72 @@ class FeatureLoss(nn.Module):
 @register
 class NoGANMethod(Method):
     name = "nogan"
+    label = "NoGAN"
+    help = "NoGAN: generator, then critic, then a short joint GAN phase"
     needs = ("L", "ab", "rgb")
     default_lr = 1e-3
     default_beta1 = 0.9
+    epochs_label = "Generator epochs (phase 1)"
+    min_epochs = 0  # with --init: only the critic and GAN phases, over an existing generator
+    options = (
+        Option("critic_epochs", float, 1.0, "length of phase 2 (the critic alone), in epochs",
+               label="Critic epochs (phase 2)", above=0.0, max=1e4),
+        Option("gan_fraction", float, 0.1, "length of phase 3 (the joint GAN phase), in epochs",
+               label="GAN fraction (phase 3, epochs)", above=0.0, max=1e4),
+        Option("gan_checkpoints", int, 10, "validations (and kept generators) during phase 3",
+               label="GAN checkpoints", min=1, max=100_000),
+        Option("gan_lr", float, 2e-4, "learning rate of both networks in phase 3 (lower: colour comes in more "
+               "slowly, with finer steps between the kept checkpoints)", label="GAN learning rate (phase 3)",
+               above=0.0, max=1.0),
+        Option("gan_l1_weight", float, 0.0, "extra weight of the L1 term on a,b in the GAN phase, as pix2pix's "
+               "lambda (0: none)", label="GAN-phase L1 anchor", min=0.0, max=1e6),
+        Option("feature_weight", float, 1.0, "weight of the feature loss inside the GAN phase",
+               label="Feature weight", min=0.0, max=1e6),
+        Option("feature_net", str, "auto", "auto, vgg, or a classifier checkpoint (auto: VGG16-BN from the local "
+               "torch cache, else the shipped classifier, else a small one trained first)", label="Feature network"),
+        Option("feature_layers", int, [0, 1, 2], "feature-network stages compared by the feature loss",
+               list_of=True, min=0, max=16),
+        Option("feature_layer_weights", float, [20.0, 70.0, 10.0], "weight of each compared stage",
+               list_of=True, min=0.0),
+        REAL_LABEL,
+    )
+
+    @classmethod
+    def build_generator(cls, cfg: TrainConfig) -> nn.Module:
+        return UNet(width=cfg.width)
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        if cfg.epochs == 0 and not cfg.init:
+            raise ConfigError("--epochs 0 skips NoGAN's generator phase and needs --init CHECKPOINT (the generator "
+                              "to start from); give --epochs 1 or more, or --init")
+        if len(cfg.feature_layers) != len(cfg.feature_layer_weights):
+            raise ConfigError("--feature-layers and --feature-layer-weights must have the same length")
+
+    @classmethod
+    def before_training(cls, cfg: TrainConfig, run_path: Path, progress: bool) -> str | None:
+        """Without a feature network (``auto`` finds none), train a small classifier first, inside the run."""
+        if cfg.feature_net != "auto":
+            return None
+        net, why = resolve_feature_net(cfg)
+        if net is not None:
+            return f"feature network: {why}"
+        from core.runs import RunDir
+        from core.train import train
+
+        sub = run_path / "feature_net"
+        print(f"{why}: training a small classifier first (1 epoch, width 16) in {sub}", flush=True)
+        RunDir(run_path).write_status(phase="feature_net", message=f"{why}: training a small classifier first")
+        sub_cfg = TrainConfig.from_dict({
+            "model": "classifier", "source": cfg.source, "split": cfg.split, "val_fraction": cfg.val_fraction,
+            "gray_threshold": cfg.gray_threshold, "seed": cfg.seed, "epochs": 1, "limit": cfg.limit,
+            "val_limit": cfg.val_limit, "width": 16, "batch_size": cfg.batch_size, "device": cfg.device,
+            "threads": cfg.threads, "size": cfg.size})
+        final = train(sub_cfg, sub, resume=(sub / "config.json").is_file(), progress=progress)
+        cfg.options["feature_net"] = str(sub / "checkpoints" / "best.pt")
+        acc = final.get("best_score") or 0.0
+        return f"feature network: classifier trained first in this run, validation accuracy {acc:.1f}%"
 
     def __init__(self, cfg: TrainConfig, device: torch.device, feature_net: nn.Module | None = None) -> None:
         super().__init__(cfg, device)
@@ -94,7 +157,7 @@ class NoGANMethod(Method):
             self.feature_net_desc = "given"
         self.feature_loss = FeatureLoss(feature_net.to(device), cfg.feature_layers, cfg.feature_layer_weights)
         self.nets = {
-            "generator": self.prepare_net(UNet(width=cfg.width)),
+            "generator": self.prepare_net(self.build_generator(cfg)),
             "discriminator": self.prepare_net(PatchDiscriminator(width=cfg.disc_width)),
         }
         self.optimizers = {

@@ -9,8 +9,8 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st
 
+from core.config import Option
 from core.jobs import (
-    METHOD_NAMES,
     TrainForm,
     build_train_args,
     default_run_name,
@@ -19,12 +19,14 @@ from core.jobs import (
     is_active,
     loss_figure,
     method_default_lr,
+    method_form_options,
     resume_args,
     run_metrics,
     runs_table,
     status_fields,
     val_figure,
 )
+from core.methods import get_method, method_label, method_names
 from core.runs import ACTIVE, RunDir, cancel_job, default_runs_dir, launch_process, start_job
 from dashboard.common import active_source, guarded, page
 
@@ -34,9 +36,6 @@ st.caption("Training runs as separate processes: they keep going when this tab c
            f"and everything shown here is read from the run folders in `{default_runs_dir()}`.")
 
 LAUNCHER = launch_process  # replaced through st.session_state["_launcher"] (tests)
-METHOD_HELP = {"unet": "U-Net regression on a,b (MSE)", "dcgan": "Conditional DCGAN (pix2pix: adversarial + L1)",
-               "nogan": "NoGAN: generator, then critic, then a short joint GAN phase",
-               "classifier": "CIFAR-10 classifier (feature network for NoGAN)"}
 
 
 def start(form: TrainForm) -> None:
@@ -48,12 +47,32 @@ def start(form: TrainForm) -> None:
     st.query_params["run"] = run.id
 
 
+def option_widget(column, opt: Option, method: str) -> object:
+    """A form widget for one of the method's own options, from its declaration in the registry."""
+    key = f"train_opt_{method}_{opt.name}"
+    if opt.type is bool:
+        return column.checkbox(opt.title, value=bool(opt.default), key=key, help=opt.help)
+    if opt.list_of or opt.type is str:
+        default = " ".join(map(str, opt.default)) if opt.list_of else str(opt.default)
+        return column.text_input(opt.title, value=default, key=key, help=opt.help)
+    low = opt.min if opt.min is not None else None
+    if opt.type is int:
+        return column.number_input(opt.title, None if low is None else int(low),
+                                   None if opt.max is None else int(opt.max), int(opt.default), key=key, help=opt.help)
+    small = abs(float(opt.default)) < 1e-2 and float(opt.default) != 0
+    return column.number_input(opt.title, None if low is None else float(low),
+                               None if opt.max is None else float(opt.max), float(opt.default),
+                               format="%.1e" if small else "%g", key=key, help=opt.help)
+
+
 # --- the form ----------------------------------------------------------------------------------------
 with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
-    method = st.segmented_control("Method", METHOD_NAMES, default="unet", key="train_method",
-                                  format_func=str.upper, help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+    names = method_names()
+    method = st.segmented_control("Method", names, default="unet", key="train_method",
+                                  format_func=method_label,
+                                  help="; ".join(f"{method_label(n)}: {get_method(n).help}" for n in names))
     method = method or "unet"
-    st.caption(METHOD_HELP[method])
+    st.caption(get_method(method).help)
     d = TrainForm()
     with st.form("train_form"):
         c1, c2, c3, c4 = st.columns(4)
@@ -62,8 +81,7 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         split = c2.radio("Split", ("hue", "random"), key="train_split", horizontal=True,
                          help="hue: every k-th image in hue order goes to validation, so both parts share one hue "
                          "distribution; random: a random share")
-        epochs = c3.number_input("Generator epochs (phase 1)" if method == "nogan" else "Epochs", 1, 10_000,
-                                 d.epochs, key="train_epochs")
+        epochs = c3.number_input(get_method(method).epochs_label, 1, 10_000, d.epochs, key="train_epochs")
         device = c4.selectbox("Device", ("auto", "cpu", "cuda"), key="train_device")
         c1, c2, c3, c4 = st.columns(4)
         width = c1.number_input("Width", 4, 512, d.width, step=4, key="train_width", help="base channel width")
@@ -78,33 +96,21 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         val_limit = c2.number_input("Validation limit", 0, 10_000_000, 0, step=64, key="train_val_limit",
                                     help="validate on at most this many images (a random draw); 0: all")
         seed = c3.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
-        l1_weight, smoothing = d.l1_weight, False
-        critic_epochs, gan_fraction, gan_checkpoints, gan_lr = d.critic_epochs, d.gan_fraction, d.gan_checkpoints, \
-            d.gan_lr
-        if method == "dcgan":
-            l1_weight = c4.number_input("L1 weight (λ)", 0.0, 10_000.0, d.l1_weight, key="train_l1_weight")
-        if method in ("dcgan", "nogan"):
-            smoothing = st.checkbox("Label smoothing (real label 0.9)", key="train_smoothing")
-        if method == "nogan":
-            c1, c2, c3, c4 = st.columns(4)
-            critic_epochs = c1.number_input("Critic epochs (phase 2)", 0.01, 1000.0, d.critic_epochs,
-                                            key="train_critic_epochs")
-            gan_fraction = c2.number_input("GAN fraction (phase 3, epochs)", 0.001, 100.0, d.gan_fraction,
-                                           format="%.3f", key="train_gan_fraction")
-            gan_checkpoints = c3.number_input("GAN checkpoints", 1, 1000, d.gan_checkpoints,
-                                              key="train_gan_checkpoints")
-            gan_lr = c4.number_input("GAN learning rate (phase 3)", 1e-7, 0.1, d.gan_lr, format="%.1e",
-                                     key="train_gan_lr", help="lower: colour comes in more slowly, with finer "
-                                     "steps between the kept checkpoints")
+        own = method_form_options(method)
+        if own:
+            st.caption(f"{method_label(method)} options")
+            options = {}
+            for i in range(0, len(own), 4):
+                for column, opt in zip(st.columns(4), own[i : i + 4]):
+                    options[opt.name] = option_widget(column, opt, method)
+        else:
+            options = {}
         name = st.text_input("Run name", key="train_name", placeholder=default_run_name(method) + "  (default)",
                              help="letters, digits, '.', '_' and '-'; blank: <method>-<date>-<time>")
         if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
-                             batch_size=int(batch_size), lr=lr, lr_decay_epochs=float(decay),
-                             l1_weight=float(l1_weight), label_smoothing=smoothing,
-                             critic_epochs=float(critic_epochs), gan_fraction=float(gan_fraction),
-                             gan_checkpoints=int(gan_checkpoints), gan_lr=float(gan_lr), limit=int(limit),
-                             val_limit=int(val_limit), seed=int(seed), device=device, name=name)
+                             batch_size=int(batch_size), lr=lr, lr_decay_epochs=float(decay), limit=int(limit),
+                             val_limit=int(val_limit), seed=int(seed), device=device, name=name, options=options)
             guarded(start, form, what="Could not start the run")
     if started := st.session_state.pop("train_started", None):
         st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon=":material/check_circle:")
