@@ -150,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-split", type=Path, help="write the split (indices and parameters) as JSON here")
     p.add_argument("--json", type=Path, help="write the summary as JSON here")
     args = p.parse_args(argv)
+    from core.cli import run_command
+
+    return run_command(lambda: _run(args), bad_input=(ValueError,))
+
+
+def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    try:
-        prepared = prepare(args.source, args.split, args.val_fraction, args.seed, args.gray_threshold,
-                           args.hue_method, size=args.size, download=args.download)
-    except (DataSourceError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    prepared = prepare(args.source, args.split, args.val_fraction, args.seed, args.gray_threshold,
+                       args.hue_method, size=args.size, download=args.download)
     summary = prepared.summary()
     _print_summary(summary, time.perf_counter() - t0)
     if args.save_split:

@@ -453,17 +453,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; user errors print one line on stderr and return 2."""
+    from core.cli import run_command
+
     args = _parser().parse_args(argv)
-    errors = _user_errors()
-    try:
+
+    def body() -> int:
         if args.limit is not None and args.limit < 1:
             raise _UserError(f"--limit must be a positive number of images, got {args.limit}")
         if args.batch_size < 1:
             raise _UserError(f"--batch-size must be positive, got {args.batch_size}")
         return _run(args)
-    except errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    return run_command(body, _user_errors())
 
 
 if __name__ == "__main__":

@@ -137,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="ship this checkpoint of the run instead of its best.pt")
     p.add_argument("--selection", default="", help="with --checkpoint: how it was chosen, for the card")
     args = p.parse_args(argv)
-    try:
-        card = export_run(args.run, args.name, args.source, args.part, half=not args.float32, out_dir=args.out_dir,
-                          limit=args.limit, note=args.note, checkpoint=args.checkpoint, selection=args.selection)
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from core.cli import run_command
+
+    return run_command(lambda: _run(args), bad_input=(ValueError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    card = export_run(args.run, args.name, args.source, args.part, half=not args.float32, out_dir=args.out_dir,
+                      limit=args.limit, note=args.note, checkpoint=args.checkpoint, selection=args.selection)
     print(json.dumps({k: card[k] for k in ("file", "method", "size_mb", "best_step")}))
     if "evaluation" in card:
         for model, m in card["evaluation"]["metrics"].items():

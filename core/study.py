@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import load_checkpoint
 from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.figures import image_grid, save_png
 from core.runs import PROJECT_ROOT, RunDir
-from core.sources import DataSourceError
 
 DEFAULT_MODELS = [PROJECT_ROOT / "checkpoints" / f"{m}.pt" for m in ("unet", "dcgan", "nogan")]
 
@@ -283,40 +282,42 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    try:
-        if args.command == "figure":
-            save_png(comparison_figure(args.source, args.models, args.per_class), args.out)
-            print(f"wrote {args.out}")
-        elif args.command == "splits":
-            table = split_study(args.source, args.runs)
-            summary = split_summary(table)
-            with pd.option_context("display.width", 200, "display.max_columns", 40):
-                print(table.to_string(index=False, float_format="%.3f"))
-                print(summary.to_string(float_format="%.3f"))
-            if args.json:
-                args.json.write_text(json.dumps({"runs": table.to_dict(orient="records"),
-                                                 "summary": json.loads(summary.to_json())}, indent=1))
-            if args.markdown:
-                args.markdown.write_text(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
-                                         else table.to_string(index=False, float_format="%.3f"))
-        elif args.command == "inflection":
-            gray = None if args.no_baseline else validation_gray_metrics(args.run)
-            info = inflection_plot(args.run, args.out, gray, args.chosen_step)
-            print(json.dumps(info))
-        elif args.command == "tradeoff":
-            info = tradeoff_plot(args.runs, args.out, args.scale_run)
-            if args.json:
-                args.json.write_text(json.dumps(info, indent=1, default=float))
-            print(f"wrote {args.out}")
-        elif args.command == "pick":
-            pick = pick_checkpoint(args.run, args.z, args.phase, args.device)
-            print(json.dumps(pick))
-            if pick is None:
-                print("no kept generator of the run is clearly better than gray on validation", file=sys.stderr)
-                return 1
-    except (DataSourceError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from core.cli import run_command
+
+    return run_command(lambda: _run(args), bad_input=(ValueError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "figure":
+        save_png(comparison_figure(args.source, args.models, args.per_class), args.out)
+        print(f"wrote {args.out}")
+    elif args.command == "splits":
+        table = split_study(args.source, args.runs)
+        summary = split_summary(table)
+        with pd.option_context("display.width", 200, "display.max_columns", 40):
+            print(table.to_string(index=False, float_format="%.3f"))
+            print(summary.to_string(float_format="%.3f"))
+        if args.json:
+            args.json.write_text(json.dumps({"runs": table.to_dict(orient="records"),
+                                             "summary": json.loads(summary.to_json())}, indent=1))
+        if args.markdown:
+            args.markdown.write_text(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
+                                     else table.to_string(index=False, float_format="%.3f"))
+    elif args.command == "inflection":
+        gray = None if args.no_baseline else validation_gray_metrics(args.run)
+        info = inflection_plot(args.run, args.out, gray, args.chosen_step)
+        print(json.dumps(info))
+    elif args.command == "tradeoff":
+        info = tradeoff_plot(args.runs, args.out, args.scale_run)
+        if args.json:
+            args.json.write_text(json.dumps(info, indent=1, default=float))
+        print(f"wrote {args.out}")
+    elif args.command == "pick":
+        pick = pick_checkpoint(args.run, args.z, args.phase, args.device)
+        print(json.dumps(pick))
+        if pick is None:
+            print("no kept generator of the run is clearly better than gray on validation", file=sys.stderr)
+            return 1
     return 0
 
 

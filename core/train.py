@@ -25,7 +25,6 @@ from tqdm import tqdm
 from core.checkpoint import (
     FORMAT_TRAINING,
     VERSION,
-    CheckpointError,
     generator_state,
     load_checkpoint,
     save_checkpoint,
@@ -37,7 +36,6 @@ from core.data import PreparedData, prepare_for
 from core.figures import image_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
 from core.runs import RunDir, machine_description
-from core.sources import DataSourceError
 from core.splits import spread_subset
 
 
@@ -557,26 +555,31 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 completed or cancelled, 2 bad settings or input (one line, nothing written), 1 failed run."""
+    from core.cli import EXIT_BAD_INPUT, EXIT_FAILED, run_command
+
     args = parse_args(argv)
     given = sorted(k for k in vars(args) if k not in RUN_FLAGS)
-    try:
-        if args.resume:
-            extra = [k for k in given if k != "epochs"]
-            if extra:
-                raise ConfigError(f"--resume continues the run as it was configured; --{extra[0].replace('_', '-')} "
-                                  "cannot be changed (only --epochs, to lengthen it)")
-            opened = open_run(None, args.out, True, getattr(args, "epochs", None))
-        else:
-            opened = open_run(config_from_args(args), args.out)
-    except (ConfigError, TrainingError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        final = train_opened(opened, progress=not args.quiet)
-    except (TrainingError, DataSourceError, CheckpointError, ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, (DataSourceError, ConfigError)) else 1
-    return 0 if final.get("state") in ("completed", "cancelled") else 1
+
+    def start() -> OpenedRun:
+        if not args.resume:
+            return open_run(config_from_args(args), args.out)
+        extra = [k for k in given if k != "epochs"]
+        if extra:
+            raise ConfigError(f"--resume continues the run as it was configured; --{extra[0].replace('_', '-')} "
+                              "cannot be changed (only --epochs, to lengthen it)")
+        return open_run(None, args.out, True, getattr(args, "epochs", None))
+
+    opened: list[OpenedRun] = []
+    code = run_command(lambda: opened.append(start()), bad_input=(TrainingError,))
+    if code:
+        return code
+
+    def body() -> int:
+        final = train_opened(opened[0], progress=not args.quiet)
+        return 0 if final.get("state") in ("completed", "cancelled") else EXIT_FAILED
+
+    code = run_command(body)
+    return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else code
 
 
 if __name__ == "__main__":
