@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.atomic import atomic_write_text
 from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
 from core.sources import default_cache_dir
 
@@ -157,18 +157,8 @@ def _read(path: Path) -> dict[str, dict[str, int]]:
 
 
 def _write(path: Path, models: dict[str, dict[str, int]]) -> None:
-    """Replace the file atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": FILE_VERSION, "models": models}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace the file atomically (:func:`core.atomic.atomic_write_text`)."""
+    atomic_write_text(path, json.dumps({"version": FILE_VERSION, "models": models}, indent=1, sort_keys=True))
 
 
 @contextlib.contextmanager

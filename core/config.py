@@ -59,7 +59,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, path: str | Path) -> None:
-        from core.splits import atomic_write_text
+        from core.atomic import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1))
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core.atomic import atomic_write
+
 TEXT_H = 14  # pixels of a line of PIL's default font, with a margin
 CHAR_W = 6  # width of one character of that font
 
@@ -50,10 +52,5 @@ def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, title
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 image as PNG through a temporary file, so a reader never sees a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    """Save a uint8 image as PNG atomically (:func:`core.atomic.atomic_write`): a reader never sees a partial file."""
+    return atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
