@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 
 from core.atomic import atomic_write_text
-from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.colour import uint8_to_model
+from core.figures import picture_columns
 from core.sources import default_cache_dir
 
 FILE_ENV = "COLORIZE_BLIND_TEST_FILE"
@@ -104,10 +105,8 @@ def trial_pair(model: Predictor, image: np.ndarray) -> tuple[np.ndarray, np.ndar
     colorized one joins the same L with the model's a,b.
     """
     L, ab_true = uint8_to_model(np.asarray(image)[None])
-    ab_pred = model.predict(L).detach().float().cpu()
-    real = rgb_to_uint8(model_to_rgb(L, ab_true))[0]
-    fake = rgb_to_uint8(model_to_rgb(L, ab_pred))[0]
-    return real, fake
+    (_, fake), (_, real) = picture_columns(L, {"colorized": model.predict(L)}, ab_true, gray=False)
+    return real[0], fake[0]
 
 
 def arrange(trial: Trial, real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
