@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.atomic import atomic_write_text
+from core.colour import uint8_to_model
+from core.figures import picture_columns
 from core.sources import default_cache_dir
 
 FILE_ENV = "COLORIZE_BLIND_TEST_FILE"
@@ -104,10 +105,8 @@ def trial_pair(model: Predictor, image: np.ndarray) -> tuple[np.ndarray, np.ndar
     colorized one joins the same L with the model's a,b.
     """
     L, ab_true = uint8_to_model(np.asarray(image)[None])
-    ab_pred = model.predict(L).detach().float().cpu()
-    real = rgb_to_uint8(model_to_rgb(L, ab_true))[0]
-    fake = rgb_to_uint8(model_to_rgb(L, ab_pred))[0]
-    return real, fake
+    (_, fake), (_, real) = picture_columns(L, {"colorized": model.predict(L)}, ab_true, gray=False)
+    return real[0], fake[0]
 
 
 def arrange(trial: Trial, real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,18 +156,8 @@ def _read(path: Path) -> dict[str, dict[str, int]]:
 
 
 def _write(path: Path, models: dict[str, dict[str, int]]) -> None:
-    """Replace the file atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": FILE_VERSION, "models": models}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace the file atomically (:func:`core.atomic.atomic_write_text`)."""
+    atomic_write_text(path, json.dumps({"version": FILE_VERSION, "models": models}, indent=1, sort_keys=True))
 
 
 @contextlib.contextmanager

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from core.atomic import atomic_write
 
 FORMAT_TRAINING = "colorize-training-checkpoint"
 FORMAT_WEIGHTS = "colorize-weights"
@@ -18,19 +18,8 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is as readable as any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through :func:`core.atomic.atomic_write`: never a half-written checkpoint."""
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:

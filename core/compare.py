@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
-from core.colour import AB_SCALE, image_stats, model_to_rgb, rgb_to_uint8, uint8_to_model
-from core.figures import enlarge, image_grid
+from core.colour import AB_SCALE, image_stats, uint8_to_model
+from core.figures import enlarge, image_grid, picture_rows
 from core.inference import picture_rgb
 from core.metrics import METRICS, per_image_metrics
 
@@ -93,11 +93,9 @@ def render_rows(images: np.ndarray, predictions: Sequence[torch.Tensor], rows: n
     if len(rows) == 0:
         return []
     truth = images[rows]
-    L, ab = uint8_to_model(truth)
-    gray = rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))
+    L, _ = uint8_to_model(truth)
     index = torch.from_numpy(rows)
-    coloured = [rgb_to_uint8(model_to_rgb(L, pred[index])) for pred in predictions]
-    return [[gray[i], *(c[i] for c in coloured), truth[i]] for i in range(len(rows))]
+    return picture_rows(L, [(str(k), pred[index]) for k, pred in enumerate(predictions)], truth)[0]
 
 
 def grid_titles(model_names: Sequence[str]) -> list[str]:

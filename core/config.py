@@ -199,7 +199,7 @@ class TrainConfig:
         return self
 
     def save(self, path: str | Path) -> None:
-        from core.splits import atomic_write_text
+        from core.atomic import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1))
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import atomic_write, atomic_write_text
 from core.colour import image_stats
 from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset
-from core.splits import SPLIT_KINDS, Split, atomic_write_text, make_split, split_stats
+from core.splits import SPLIT_KINDS, Split, make_split, split_stats
 
 STATS_VERSION = 1
 
@@ -83,10 +84,7 @@ def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None
             if set(out) == set(dataset.parts):
                 return out
     out = {part: image_stats(p.images) for part, p in dataset.parts.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{f"{part}/{k}": v for part, d in out.items() for k, v in d.items()})
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez(f, **{f"{part}/{k}": v for part, d in out.items() for k, v in d.items()}))
     return out
 
 

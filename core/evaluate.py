@@ -410,9 +410,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write(path: Path, text: str) -> None:
-    from core.splits import atomic_write_text
+    """Write a report file atomically (its folder is made when missing)."""
+    from core.atomic import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
 
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import torch
 
 from core.colour import gray_images, model_to_rgb, rgb_to_uint8, uint8_to_model
-from core.figures import enlarge
+from core.figures import enlarge, picture_columns
 from core.methods import method_names
 from core.splits import HUE_BINS, hue_histogram, spread_subset
 
@@ -211,11 +211,9 @@ def comparison_strip(truth: np.ndarray, predictions: Mapping[str, torch.Tensor],
                      ) -> list[tuple[str, np.ndarray]]:
     """Columns gray | one per model | truth, each ``(title, picture)``: the images stacked and enlarged."""
     truth = np.asarray(truth)
-    columns = [("Gray input", stack_column(gray_images(truth), scale))]
-    for name, ab in predictions.items():
-        columns.append((name, stack_column(colorized_images(truth, ab), scale)))
-    columns.append(("Truth", stack_column(truth, scale)))
-    return columns
+    L, _ = uint8_to_model(truth)
+    columns = picture_columns(L, predictions, truth, gray_title="Gray input", truth_title="Truth")
+    return [(title, stack_column(pictures, scale)) for title, pictures in columns]
 
 
 def enlarged(images: np.ndarray, scale: int = 3) -> list[np.ndarray]:

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
 from core.runs import PROJECT_ROOT, RunDir, machine_description, train_command
-from core.splits import atomic_write_text
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 MAX_FILE_MB = 20.0

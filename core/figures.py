@@ -1,11 +1,25 @@
-"""Image grids: gray | model ... | truth rows, enlarged with nearest-neighbour so single pixels stay visible."""
+"""Image grids: gray | model ... | truth rows, enlarged with nearest-neighbour so single pixels stay visible.
+
+:func:`picture_columns` (and its row-wise form :func:`picture_rows`) is the one place that turns a batch's L,
+its predictions and its truth into the gray | model(s) | truth pictures; the training samples, the study
+figure, the Compare grid, the Home page strip and the blind test all build their pictures with it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+
+from core.atomic import atomic_write
+from core.colour import model_to_rgb, rgb_to_uint8
+
+# model-space a,b as a tensor (N, 2, H, W), joined with the batch's L; or finished uint8 RGB pictures (N, H, W, 3)
+Colours: TypeAlias = torch.Tensor | np.ndarray
 
 TEXT_H = 14  # pixels of a line of PIL's default font, with a margin
 CHAR_W = 6  # width of one character of that font
@@ -50,10 +64,50 @@ def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, title
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 image as PNG through a temporary file, so a reader never sees a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    """Save a uint8 image as PNG atomically (:func:`core.atomic.atomic_write`): a reader never sees a partial file."""
+    return atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+
+
+def as_pictures(L: torch.Tensor, colours: Colours) -> np.ndarray:
+    """uint8 (N, H, W, 3) pictures of a batch: a tensor is model-space a,b joined with ``L`` (N, 1, H, W) through
+    the model's Lab -> RGB path; an array is taken as the pictures themselves. Raises ValueError on a mismatch."""
+    n, size = L.shape[0], tuple(L.shape[2:])
+    if isinstance(colours, torch.Tensor):
+        if colours.ndim != 4 or colours.shape[1] != 2 or colours.shape[0] != n or tuple(colours.shape[2:]) != size:
+            raise ValueError(f"predictions of shape {tuple(colours.shape)} do not fit {n} images of {size}")
+        return rgb_to_uint8(model_to_rgb(L.detach().cpu(), colours.detach().cpu()))
+    pictures = np.asarray(colours)
+    if pictures.shape != (n, *size, 3) or pictures.dtype != np.uint8:
+        raise ValueError(f"pictures of shape {pictures.shape} ({pictures.dtype}) do not fit {n} uint8 images of {size}")
+    return pictures
+
+
+def picture_columns(L: torch.Tensor, predictions: Mapping[str, Colours] | Sequence[tuple[str, Colours]],
+                    truth: Colours, gray: bool = True, gray_title: str = "gray", truth_title: str = "truth",
+                    ) -> list[tuple[str, np.ndarray]]:
+    """The columns gray | each prediction | truth of a batch, each ``(title, uint8 (N, H, W, 3) pictures)``:
+    the one layout every comparison picture uses (``gray=False`` leaves out the gray input)."""
+    items = list(predictions.items()) if isinstance(predictions, Mapping) else list(predictions)
+    columns = []
+    if gray:
+        zeros = torch.zeros(L.shape[0], 2, *L.shape[2:], dtype=torch.float32)
+        columns.append((gray_title, as_pictures(L, zeros)))
+    columns.extend((title, as_pictures(L, colours)) for title, colours in items)
+    columns.append((truth_title, as_pictures(L, truth)))
+    return columns
+
+
+def picture_rows(L: torch.Tensor, predictions: Mapping[str, Colours] | Sequence[tuple[str, Colours]],
+                 truth: Colours, gray: bool = True, gray_title: str = "gray", truth_title: str = "truth",
+                 ) -> tuple[list[list[np.ndarray]], list[str]]:
+    """:func:`picture_columns` as rows for :func:`image_grid` (one list of cells per image) and the column titles."""
+    columns = picture_columns(L, predictions, truth, gray, gray_title, truth_title)
+    return [[pictures[i] for _, pictures in columns] for i in range(L.shape[0])], [t for t, _ in columns]
+
+
+def picture_grid(L: torch.Tensor, predictions: Mapping[str, Colours] | Sequence[tuple[str, Colours]],
+                 truth: Colours, scale: int = 4, gray_title: str = "gray", truth_title: str = "truth",
+                 ) -> np.ndarray:
+    """One picture of :func:`picture_rows` with the column titles on top (:func:`image_grid`)."""
+    rows, titles = picture_rows(L, predictions, truth, gray_title=gray_title, truth_title=truth_title)
+    return image_grid(rows, scale=scale, titles=titles)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.splits import atomic_write_text
+from core.atomic import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATES = ("starting", "running", "completed", "failed", "cancelled")

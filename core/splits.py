@@ -8,13 +8,13 @@ evaluation and the dashboard all use the very same images.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import ks_2samp
+
+from core.atomic import atomic_write_text  # also importable from here, as before core.atomic existed
 
 SPLIT_KINDS = ("random", "hue")
 HUE_BINS = 36
@@ -65,20 +65,6 @@ class Split:
     @classmethod
     def load(cls, path: str | Path) -> Split:
         return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file in the same folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 
 from core.checkpoint import load_checkpoint
-from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
-from core.figures import image_grid, save_png
+from core.colour import uint8_to_model
+from core.figures import picture_grid, save_png
 from core.runs import PROJECT_ROOT, RunDir
 
 DEFAULT_MODELS = [PROJECT_ROOT / "checkpoints" / f"{m}.pt" for m in ("unet", "dcgan", "nogan")]
@@ -44,16 +44,13 @@ def comparison_figure(source: str, models: list[str | Path], per_class: int = 1,
     images, labels = prepared.images("test"), prepared.labels("test")
     idx = fixed_test_indices(labels, per_class)
     L, ab = uint8_to_model(images[idx])
-    columns = [rgb_to_uint8(model_to_rgb(L, torch.zeros_like(ab)))]
-    titles = ["gray"]
+    predictions: list[tuple[str, torch.Tensor]] = []
     for spec in models:
         colorizer = load_colorizer(spec)
-        columns.append(rgb_to_uint8(model_to_rgb(L, colorizer.predict(L))))
-        titles.append(colorizer.method if colorizer.method not in titles else colorizer.name)
-    columns.append(rgb_to_uint8(model_to_rgb(L, ab)))
-    titles.append("truth")
-    rows = [[col[i] for col in columns] for i in range(len(idx))]
-    return image_grid(rows, scale=scale, titles=titles)
+        taken = ["gray", *(t for t, _ in predictions)]
+        title = colorizer.method if colorizer.method not in taken else colorizer.name
+        predictions.append((title, colorizer.predict(L)))
+    return picture_grid(L, predictions, ab, scale=scale)
 
 
 def split_study(source: str, runs: list[str | Path], parts: tuple[str, ...] = ("val", "test")) -> pd.DataFrame:

@@ -30,10 +30,10 @@ from core.checkpoint import (
     save_checkpoint,
     weights_payload,
 )
-from core.colour import model_to_rgb, rgb_to_uint8, uint8_to_model
+from core.colour import uint8_to_model
 from core.config import ConfigError, Option, TrainConfig, common_options
 from core.data import PreparedData, prepare_for
-from core.figures import image_grid, save_png
+from core.figures import picture_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
 from core.runs import RunDir, machine_description
 from core.splits import spread_subset
@@ -145,10 +145,7 @@ def validate(method: Method, val: Tensors, batch_size: int = 512) -> dict[str, f
 def sample_grid(method: Method, val: Tensors, n: int) -> np.ndarray:
     """Rows of gray | predicted | truth for the first ``n`` validation images."""
     L, ab = val.L[:n], val.ab[:n]
-    gray = rgb_to_uint8(model_to_rgb(L.cpu(), torch.zeros_like(ab).cpu()))
-    pred = rgb_to_uint8(model_to_rgb(L.cpu(), method.predict(L).cpu()))
-    true = rgb_to_uint8(model_to_rgb(L.cpu(), ab.cpu()))
-    return image_grid([[g, p, t] for g, p, t in zip(gray, pred, true)], scale=3, titles=["gray", "predicted", "truth"])
+    return picture_grid(L, {"predicted": method.predict(L)}, ab, scale=3)
 
 
 def decay_factor(local_step: int, phase_steps: int, decay_steps: int) -> float:

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/Home.py` puts dashboar
 
 import streamlit as st
 
+from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError
 from core.data import PreparedData, prepare
 from core.inference import Colorizer, ModelEntry, available_models, load_colorizer
@@ -61,11 +62,7 @@ def set_source(source: str) -> None:
     """Make ``source`` active for this session and remember it for the next start."""
     st.session_state["source"] = source
     settings = _read_settings() | {"source": source}
-    path = _settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings))
-    tmp.replace(path)
+    atomic_write_text(_settings_file(), json.dumps(settings))
 
 
 def source_picker(key: str = "source_picker") -> str:

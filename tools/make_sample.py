@@ -15,8 +15,13 @@ import io
 import sys
 import tarfile
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.atomic import atomic_write  # noqa: E402
+
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DEFAULT_OUT = ROOT / "core" / "assets" / "cifar10-sample.tar.gz"
 
@@ -39,19 +44,20 @@ def select_members(source: Path, per_class: int) -> dict[str, bytes]:
 
 
 def write_archive(files: dict[str, bytes], out: Path) -> None:
-    """Write files to a reproducible .tar.gz (sorted names, mtime 0, root owner)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size = len(files[name])
-            info.mtime = 0
-            info.mode = 0o644
-            info.uname = info.gname = "root"
-            tf.addfile(info, io.BytesIO(files[name]))
-    tmp.replace(out)
+    """Write files to a reproducible .tar.gz (sorted names, mtime 0, root owner), atomically."""
+
+    def write(raw: BinaryIO) -> None:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+            for name in sorted(files):
+                info = tarfile.TarInfo(name)
+                info.size = len(files[name])
+                info.mtime = 0
+                info.mode = 0o644
+                info.uname = info.gname = "root"
+                tf.addfile(info, io.BytesIO(files[name]))
+
+    atomic_write(out, write)
 
 
 def main(argv: list[str] | None = None) -> int:
