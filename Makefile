@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed-requirements
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+# The pinned requirements, then the project itself as an editable package (core and dashboard import from anywhere).
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # A real browser for the end-to-end tests: Debian's chromium (never a browser download).

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.checkpoint import FORMAT_WEIGHTS, load_checkpoint
-from core.inference import COLORIZER_METHODS, available_models, load_colorizer
+from core.inference import available_models, load_colorizer
+from core.methods import method_names
+
+COLORIZER_METHODS = method_names(colorizers_only=True)
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = sorted(p for p in CHECKPOINTS.glob("*.pt"))
