@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.atomic import remove_stale_temporaries
 from core.checkpoint import (
     FORMAT_TRAINING,
     VERSION,
@@ -35,6 +37,7 @@ from core.config import ConfigError, Option, TrainConfig, common_options
 from core.data import PreparedData, prepare_for
 from core.figures import picture_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
+from core.runlock import RunLock, RunLockedError
 from core.runs import RunDir, machine_description
 from core.splits import spread_subset
 
@@ -227,6 +230,7 @@ class OpenedRun:
 
     run: RunDir
     cfg: TrainConfig
+    lock: RunLock
     checkpoint: dict | None = None
     note: str = ""
 
@@ -255,14 +259,22 @@ def open_run(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
     elif run.exists():
         raise TrainingError(f"{run.path} already holds a run; use --resume to continue it or choose another --out")
     cfg = TrainConfig.from_dict(cfg.to_dict()).checked()  # a copy: hooks may fill in settings
-    checkpoint = load_checkpoint(run.last) if resume and run.last.is_file() else None
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TrainingError(f"cannot create the run folder {run.path} ({e.strerror}); choose a writable --out") from e
     if not os.access(run.path, os.W_OK):
         raise TrainingError(f"the run folder {run.path} is not writable; choose a writable --out")
-    return OpenedRun(run, cfg, checkpoint, note)
+    lock = RunLock(run.path).acquire()  # one writer per run: a second start or resume stops here
+    try:
+        if not resume and run.exists():  # asked again under the lock: two starts at once cannot both pass
+            raise TrainingError(f"{run.path} already holds a run; use --resume to continue it or choose another --out")
+        checkpoint = load_checkpoint(run.last) if resume and run.last.is_file() else None
+        remove_stale_temporaries(run.path, recursive=True)  # interrupted writes of an earlier process
+    except BaseException:
+        lock.release()
+        raise
+    return OpenedRun(run, cfg, lock, checkpoint, note)
 
 
 def setup_torch(cfg: TrainConfig) -> tuple[torch.device, int]:
@@ -353,6 +365,14 @@ def val_message(step: int, total: int, phase: str, metrics: dict[str, float]) ->
 
 
 # --- the run -----------------------------------------------------------------------------------------------
+def _try(fn: Callable[..., object], *args: object) -> None:
+    """Call ``fn`` on a failure path, where a second write error must not hide the first."""
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
 def train(cfg: TrainConfig | None, out: str | Path, resume: bool = False, progress: bool = True,
           max_steps: int | None = None, extend_epochs: int | None = None) -> dict:
     """Run (or resume) training into ``out``; returns the final status. ``max_steps`` stops early (tests).
@@ -369,9 +389,14 @@ def train_opened(opened: OpenedRun, progress: bool = True, max_steps: int | None
         return _run(opened, progress, max_steps)
     except BaseException as e:
         if opened.run.status().get("state") in ("starting", "running"):
-            opened.run.write_status(state="failed", message=str(e) if isinstance(e, TrainingError) else
-                                    f"{type(e).__name__}: {e}", finished=time.time())
+            try:
+                opened.run.write_status(state="failed", message=str(e) if isinstance(e, TrainingError) else
+                                        f"{type(e).__name__}: {e}", finished=time.time())
+            except OSError:  # the disk that failed the run may refuse this too; the lock still says it ended
+                pass
         raise
+    finally:
+        opened.lock.release()
 
 
 def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
@@ -489,8 +514,13 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                 best.score, best.step = metrics.get("score", -math.inf), step
                 keeper.save_best(payload(phases[-1]))
             return finish("completed", f"completed {step} steps; best score {best.score:.4g} at step {best.step}")
+        except OSError as e:  # a write failed (disk full, read-only): the files written before are intact
+            error = TrainingError(f"could not write {e.filename or 'to the run folder'} ({e.strerror or e}) at step "
+                                  f"{step}; the last checkpoint is intact: free space or fix the folder, then --resume")
+            _try(finish, "failed", str(error))
+            raise error from e
         except BaseException as e:
-            finish("failed", str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}")
+            _try(finish, "failed", str(e) if isinstance(e, TrainingError) else f"{type(e).__name__}: {e}")
             raise
 
 
@@ -567,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         return open_run(None, args.out, True, getattr(args, "epochs", None))
 
     opened: list[OpenedRun] = []
-    code = run_command(lambda: opened.append(start()), bad_input=(TrainingError,))
+    code = run_command(lambda: opened.append(start()), bad_input=(TrainingError, RunLockedError))
     if code:
         return code
 
