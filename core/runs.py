@@ -7,27 +7,47 @@
     RUN_DIR/checkpoints/      last.pt and best.pt
     RUN_DIR/samples/          gray | predicted | truth grids of fixed validation images
     RUN_DIR/log.txt           the job's console output, when started by the dashboard
+
+Besides reading and writing one run, this module lists runs, starts and cancels jobs, and answers the queries the
+dashboard asks of the runs folder (the runs table, curves as long tables, safe deletion), as plain
+data. Nothing keeps state in memory, so a job stays visible after a page reload or a dashboard restart.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from core.config import TrainConfig
 from core.splits import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATES = ("starting", "running", "completed", "failed", "cancelled")
 ACTIVE = ("starting", "running")
 HEARTBEAT_STALE_S = 60.0
+VAL_METRICS = ("auc_ab", "colorfulness_ratio", "val_loss", "accuracy")
+RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started", "best_metric", "best_value")
+STEP_META = ("type", "step", "epoch", "phase", "time")
+
+
+class JobError(ValueError):
+    """A job request or action that cannot be carried out; the message says what to do."""
 
 
 def machine_description() -> str:
@@ -149,13 +169,30 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
-    """Run directories under ``runs_dir``, newest first."""
+def _is_run(path: Path, require_config: bool = False) -> bool:
+    """Whether ``path`` is a run directory: it holds a config, or (unless ``require_config``) a status."""
+    return path.is_dir() and ((path / "config.json").is_file()
+                              or (not require_config and (path / "status.json").is_file()))
+
+
+def find_runs(runs_dir: str | Path | None = None, require_config: bool = False) -> list[RunDir]:
+    """Run directories in ``runs_dir``, newest first by start time: those with a config or a status (a job just
+    started has only the status), or with ``require_config`` only those that saved their configuration."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.config.stat().st_mtime, reverse=True)
+    runs = [RunDir(p) for p in root.iterdir() if _is_run(p, require_config)]
+    return sorted(runs, key=_started, reverse=True)
+
+
+def _started(run: RunDir) -> float:
+    started = run.status().get("started")
+    if isinstance(started, (int, float)):
+        return float(started)
+    for f in (run.config, run.status_file):
+        if f.is_file():
+            return f.stat().st_mtime
+    return 0.0
 
 
 def train_command(args: dict[str, object], python: str | None = None) -> list[str]:
@@ -207,3 +244,163 @@ def cancel_job(run: RunDir) -> bool:
         os.kill(pid, signal.SIGTERM)
         return True
     return False
+
+
+# --- queries: what a run was started with, how far it got, its best validation --------------------------
+def run_config(run: RunDir) -> dict:
+    """The run's options: config.json, else those of the command that started it (a job not yet reporting)."""
+    if run.config.is_file():
+        try:
+            return TrainConfig.load(run.config).to_dict()
+        except (OSError, ValueError, TypeError):
+            pass
+    return command_options(run.status().get("command") or [])
+
+
+def command_options(cmd: Sequence[str]) -> dict[str, object]:
+    """``--key value`` pairs of a ``core.train`` command as a dict (bare switches become True)."""
+    out: dict[str, object] = {}
+    items = list(cmd)
+    for i, item in enumerate(items):
+        if isinstance(item, str) and item.startswith("--"):
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            value: object = True if nxt is None or str(nxt).startswith("--") else nxt
+            out[item[2:].replace("-", "_")] = value
+    return out
+
+
+@lru_cache(maxsize=256)
+def _read_metrics(path: str, _mtime_ns: int, _size: int) -> tuple[dict, ...]:
+    return tuple(RunDir(Path(path)).metrics())
+
+
+def run_metrics(run: RunDir) -> list[dict]:
+    """metrics.jsonl records, re-read only when the file changed."""
+    try:
+        st = run.metrics_file.stat()
+    except OSError:
+        return []
+    return list(_read_metrics(str(run.path), st.st_mtime_ns, st.st_size))
+
+
+def key_metric(method: str) -> str:
+    """The validation figure that summarises a run: accuracy for the classifier, AuC of ab for colorizers."""
+    return "accuracy" if method == "classifier" else "auc_ab"
+
+
+def best_validation(records: Sequence[Mapping], metric: str) -> float | None:
+    """The highest value of ``metric`` over the validation records (None before the first validation)."""
+    values = [float(r[metric]) for r in records if r.get("type") == "val" and _finite(r.get(metric))]
+    return max(values) if values else None
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def progress_fraction(status: Mapping) -> float:
+    """Share of the run's steps done, 0..1 (1 for a completed run)."""
+    if status.get("state") == "completed":
+        return 1.0
+    step, total = status.get("step"), status.get("total_steps")
+    if _finite(step) and _finite(total) and float(total) > 0:
+        return max(0.0, min(1.0, float(step) / float(total)))
+    return 0.0
+
+
+def is_active(status: Mapping) -> bool:
+    """Whether a status belongs to a job still starting or running."""
+    return status.get("state") in ACTIVE
+
+
+def run_state(run: RunDir, status: Mapping) -> str:
+    """The run's state as listed: its status's, else unknown (a config, no state) or starting (nothing yet)."""
+    return str(status.get("state") or ("unknown" if run.exists() else "starting"))
+
+
+def run_row(run: RunDir) -> dict[str, object]:
+    """One row of the runs table (``eta_s`` only while the job is active; ``started`` as a datetime)."""
+    status = run.live_status()
+    cfg = run_config(run)
+    method = str(cfg.get("model") or status.get("model") or "")
+    metric = key_metric(method)
+    best = best_validation(run_metrics(run), metric) if method else None
+    started = status.get("started")
+    state = run_state(run, status)
+    eta = status.get("eta_s")
+    return {
+        "run": run.id, "state": state, "progress": round(100.0 * progress_fraction(status), 1),
+        "eta_s": float(eta) if state in ACTIVE and _finite(eta) else None,
+        "method": method, "split": str(cfg.get("split") or ""),
+        "started": datetime.fromtimestamp(float(started)) if _finite(started) else None,
+        "best_metric": metric if best is not None else "", "best_value": best,
+    }
+
+
+def runs_table(runs: Sequence[RunDir] | None = None, runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """The runs table: state, progress %, ETA (s), method, split, started time and best validation figure."""
+    import pandas as pd
+
+    runs = find_runs(runs_dir) if runs is None else runs
+    return pd.DataFrame([run_row(r) for r in runs], columns=list(RUNS_COLUMNS))
+
+
+# --- curves ------------------------------------------------------------------------------------------
+def loss_frame(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Step records in long form: step, epoch, phase, loss, value."""
+    import pandas as pd
+
+    rows = [{"step": int(r["step"]), "epoch": float(r.get("epoch", math.nan)), "phase": str(r.get("phase", "")),
+             "loss": k, "value": float(v)}
+            for r in records if r.get("type") == "step" and "step" in r
+            for k, v in r.items() if k not in STEP_META and _finite(v)]
+    return pd.DataFrame(rows, columns=["step", "epoch", "phase", "loss", "value"])
+
+
+def val_frame(records: Sequence[Mapping], metrics: Sequence[str] = VAL_METRICS) -> pd.DataFrame:
+    """Validation records in long form: step, epoch, phase, metric, value (only ``metrics``)."""
+    import pandas as pd
+
+    rows = [{"step": int(r["step"]), "epoch": float(r.get("epoch", math.nan)), "phase": str(r.get("phase", "")),
+             "metric": k, "value": float(r[k])}
+            for r in records if r.get("type") == "val" and "step" in r
+            for k in metrics if _finite(r.get(k))]
+    return pd.DataFrame(rows, columns=["step", "epoch", "phase", "metric", "value"])
+
+
+def phase_spans(records: Sequence[Mapping]) -> list[dict[str, object]]:
+    """Stretches of one phase as ``{"phase", "start", "end"}`` in steps (a phase starts where the last ended)."""
+    spans: list[dict[str, object]] = []
+    for r in sorted((r for r in records if "step" in r and r.get("phase")), key=lambda r: int(r["step"])):
+        step, phase = int(r["step"]), str(r["phase"])
+        if spans and spans[-1]["phase"] == phase:
+            spans[-1]["end"] = max(int(spans[-1]["end"]), step)
+        else:
+            start = int(spans[-1]["end"]) if spans else 0
+            spans.append({"phase": phase, "start": start, "end": step})
+    return spans
+
+
+# --- deletion and waiting ----------------------------------------------------------------------------
+def delete_run(run: RunDir, runs_dir: str | Path | None = None) -> None:
+    """Delete a run directory; refuses an active run and anything that is not a run directly in ``runs_dir``."""
+    root = (Path(runs_dir) if runs_dir else default_runs_dir()).resolve()
+    path = run.path.resolve()
+    if path.parent != root:
+        raise JobError(f"{run.path} is not a run in {root}; nothing deleted")
+    if not (run.config.is_file() or run.status_file.is_file()):
+        raise JobError(f"{run.path} is not a run directory (no config.json or status.json); nothing deleted")
+    status = run.live_status()
+    if is_active(status):
+        raise JobError(f"{run.id} is {status['state']}; cancel it and wait for it to stop before deleting")
+    shutil.rmtree(path)
+
+
+def wait_for_state(run: RunDir, states: Sequence[str], timeout: float = 30.0) -> dict:
+    """Poll the run's live status until its state is one of ``states`` or ``timeout`` seconds pass."""
+    end = time.time() + timeout
+    status = run.live_status()
+    while status.get("state") not in states and time.time() < end:
+        time.sleep(0.2)
+        status = run.live_status()
+    return status
