@@ -1,4 +1,4 @@
-"""Run directories: the on-disk state of a training job, shared by the engine and the dashboard.
+"""Run directories: the on-disk state of a training job, shared by the engine, the dashboard and the tools.
 
     RUN_DIR/config.json       the TrainConfig
     RUN_DIR/split.json        the split's indices and parameters
@@ -9,12 +9,24 @@
     RUN_DIR/log.txt           the job's console output, when started by the dashboard
 
 Besides reading and writing one run, this module lists runs, starts and cancels jobs, and answers the queries the
-dashboard asks of the runs folder (the runs table, curves as long tables, safe deletion), as plain
+dashboard and the tools ask of the runs folder (the runs table, curves as long tables, safe deletion), as plain
 data. Nothing keeps state in memory, so a job stays visible after a page reload or a dashboard restart.
+
+``python -m core.runs`` does the same from a shell (the scripts in tools/ use it):
+
+    python -m core.runs list [PREFIX] [--active] [--json]     runs, newest first: run, state, progress, method
+    python -m core.runs status RUN                           a run's live status as JSON
+    python -m core.runs wait RUN... [--state S ...] [--timeout S] [--interval S]
+                                                             until every run has ended; exit 0 if all in the states
+    python -m core.runs cancel NAME_OR_PREFIX                SIGTERM to the named run, or to those starting with it
+
+with ``--runs-dir DIR`` (default: env COLORIZE_RUNS_DIR, else runs/). Exit 2: bad input (an unknown run, bad
+arguments); 1: a failure while carrying the command out, or a wait that did not end as wanted; 0 otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATES = ("starting", "running", "completed", "failed", "cancelled")
 ACTIVE = ("starting", "running")
+FINAL = ("completed", "failed", "cancelled")
 HEARTBEAT_STALE_S = 60.0
 VAL_METRICS = ("auc_ab", "colorfulness_ratio", "val_loss", "accuracy")
 RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started", "best_metric", "best_value")
@@ -193,6 +206,15 @@ def _started(run: RunDir) -> float:
         if f.is_file():
             return f.stat().st_mtime
     return 0.0
+
+
+def resolve_run(spec: str, runs_dir: str | Path | None = None) -> RunDir:
+    """The run named ``spec`` in ``runs_dir``, else the run directory at the path ``spec``; JobError if neither."""
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    for path in (root / spec, Path(spec)):
+        if _is_run(path):
+            return RunDir(path)
+    raise JobError(f"no run {spec!r} in {root} (and {spec!r} is not the path of a run directory)")
 
 
 def train_command(args: dict[str, object], python: str | None = None) -> list[str]:
@@ -404,3 +426,148 @@ def wait_for_state(run: RunDir, states: Sequence[str], timeout: float = 30.0) ->
         time.sleep(0.2)
         status = run.live_status()
     return status
+
+
+def runs_to_cancel(name_or_prefix: str, runs_dir: str | Path | None = None) -> list[RunDir]:
+    """The active runs ``cancel`` stops: the run of that name if there is one, else those whose name starts with it.
+
+    JobError when no run at all (active or not) has that name or prefix, so a typo does not pass for "nothing to do".
+    """
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not name_or_prefix:
+        raise JobError("give a run name or a prefix of run names")
+    runs = find_runs(root)
+    matches = [r for r in runs if r.id == name_or_prefix] or [r for r in runs if r.id.startswith(name_or_prefix)]
+    if not matches:
+        raise JobError(f"no run named or starting with {name_or_prefix!r} in {root}")
+    return [r for r in matches if is_active(r.live_status())]
+
+
+# --- python -m core.runs -------------------------------------------------------------------------------
+def _status_line(label: str, status: Mapping, run: RunDir) -> str:
+    """``LABEL: STATE (MESSAGE)``, one line."""
+    message = " ".join(str(status.get("message") or "").split())
+    return f"{label}: {run_state(run, status)}" + (f" ({message})" if message else "")
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    runs = [r for r in find_runs(args.runs_dir) if r.id.startswith(args.prefix)]
+    rows = [run_row(r) for r in runs]
+    if args.active:
+        rows = [row for row in rows if row["state"] in ACTIVE]
+    if args.json:
+        for row in rows:
+            row["started"] = row["started"].isoformat(timespec="seconds") if row["started"] else None
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        what = "active runs" if args.active else "runs"
+        print(f"no {what}" + (f" starting with {args.prefix!r}" if args.prefix else "")
+              + f" in {args.runs_dir or default_runs_dir()}", file=sys.stderr)
+        return 0
+    cells = [("run", "state", "progress", "method")]
+    cells += [(str(r["run"]), str(r["state"]), f"{float(r['progress']):.0f}%", str(r["method"])) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    for row in cells:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
+    return 0
+
+
+def _wait_command(args: argparse.Namespace) -> int:
+    runs = {spec: resolve_run(spec, args.runs_dir) for spec in dict.fromkeys(args.runs)}
+    end = None if args.timeout is None else time.monotonic() + args.timeout
+    waiting, ok = dict(runs), True
+    while True:
+        for spec, run in list(waiting.items()):
+            status = run.live_status()
+            if run_state(run, status) not in ACTIVE:
+                print(_status_line(spec, status, run), flush=True)
+                ok &= status.get("state") in args.state
+                del waiting[spec]
+        if not waiting:
+            return 0 if ok else 1
+        if end is not None and time.monotonic() >= end:
+            for spec, run in waiting.items():  # still going: as it stands now
+                print(_status_line(spec, run.live_status(), run), flush=True)
+            return 1
+        time.sleep(args.interval if end is None else max(0.0, min(args.interval, end - time.monotonic())))
+
+
+def _cancel_command(args: argparse.Namespace) -> int:
+    runs = runs_to_cancel(args.name, args.runs_dir)
+    if not runs:
+        print(f"nothing to cancel: no active run named or starting with {args.name!r}")
+    failed = 0
+    for run in runs:
+        pid = run.status().get("pid")
+        if cancel_job(run):
+            print(f"cancelling {run.id} (SIGTERM to process {pid}; it saves last.pt and ends as cancelled)")
+        else:
+            print(f"error: {run.id} could not be cancelled: its process is not known or not running", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be zero or more, not {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.runs", description="List, show, wait for and cancel training "
+                                "runs (the run directories in the runs folder).")
+    p.add_argument("--runs-dir", type=Path, default=None, metavar="DIR",
+                   help="the runs folder (default: env COLORIZE_RUNS_DIR, else runs/ in the project)")
+    common = argparse.ArgumentParser(add_help=False)  # --runs-dir after the subcommand too
+    common.add_argument("--runs-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", parents=[common], help="runs, newest first: run, state, progress, method")
+    ls.add_argument("prefix", nargs="?", default="", help="only runs whose name starts with this")
+    ls.add_argument("--active", action="store_true", help="only runs still starting or running")
+    ls.add_argument("--json", action="store_true", help="every column of the runs table, as JSON")
+    st = sub.add_parser("status", parents=[common], help="a run's live status as JSON")
+    st.add_argument("run", help="a run's name in the runs folder, or the path of a run directory")
+    wt = sub.add_parser("wait", parents=[common], help="wait until every run has ended (completed, failed or "
+                        "cancelled); exit 0 if all ended in the wanted states, 1 otherwise")
+    wt.add_argument("runs", nargs="+", metavar="RUN", help="run names, or paths of run directories")
+    wt.add_argument("--state", nargs="+", choices=FINAL, default=["completed"],
+                    help="the states that count as success (default: completed)")
+    wt.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                    help="give up after this many seconds (exit 1; 0: look once); default: no limit")
+    wt.add_argument("--interval", type=_seconds, default=2.0, metavar="S", help="seconds between looks (default 2)")
+    cn = sub.add_parser("cancel", parents=[common], help="SIGTERM to the active run of that name, or else to "
+                        "every active run whose name starts with it (each saves last.pt and ends as cancelled)")
+    cn.add_argument("name", metavar="NAME_OR_PREFIX")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``python -m core.runs`` command: 0 done, 1 failed (or a wait not ended as wanted), 2 bad input."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list_command(args)
+        if args.command == "status":
+            print(json.dumps(resolve_run(args.run, args.runs_dir).live_status(), indent=1))
+            return 0
+        if args.command == "wait":
+            if args.interval <= 0:
+                raise JobError("--interval must be more than 0 seconds")
+            return _wait_command(args)
+        return _cancel_command(args)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

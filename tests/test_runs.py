@@ -33,6 +33,16 @@ def test_find_runs_can_ask_for_a_saved_configuration(tmp_path):
     assert [r.id for r in runs.find_runs(tmp_path, require_config=True)] == ["newer", "old"]
 
 
+def test_resolve_run_by_name_or_path(tmp_path):
+    done = make_run(tmp_path, "done")
+    assert runs.resolve_run("done", tmp_path).path == done.path
+    assert runs.resolve_run(str(done.path), tmp_path / "elsewhere").path == done.path
+    (tmp_path / "plain").mkdir()
+    for spec in ("missing", "plain"):
+        with pytest.raises(JobError, match="no run"):
+            runs.resolve_run(spec, tmp_path)
+
+
 def test_command_options_and_run_config_before_the_job_reports(tmp_path):
     assert runs.command_options(["py", "-m", "core.train", "--model", "nogan", "--quiet", "--out", "o"]) == {
         "model": "nogan", "quiet": True, "out": "o"}
