@@ -1,7 +1,7 @@
-"""Data-exploration helpers for the dashboard: hue histograms, hue-range picks, galleries and comparison strips.
+"""Data-exploration helpers for the dashboard: hue histograms, hue ranges, galleries and comparison strips.
 
-Everything here is a pure function over arrays, tables and evaluation results, returning numpy arrays,
-pandas DataFrames or plotly figures that the pages lay out.
+Everything here is a pure function over arrays, tables and evaluation results, returning numpy arrays and
+pandas DataFrames; the dashboard draws them (its figures are in dashboard/charts.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 
 from core.colour import gray_images, model_to_rgb, rgb_to_uint8, uint8_to_model
@@ -21,7 +20,6 @@ from core.methods import method_names
 from core.splits import HUE_BINS, hue_histogram, spread_subset
 
 HEADLINE_METRICS = ("auc_ab", "mae_rgb", "psnr", "colorfulness_ratio")
-PART_PATTERNS = {"train": "", "val": "/", "test": "."}
 
 
 # --- hue histograms ---------------------------------------------------------------------------------
@@ -48,66 +46,6 @@ def hue_histogram_frame(hues_by_part: Mapping[str, np.ndarray], bins: int = HUE_
             rows.append({"part": part, "bin": i, "hue_lo": edges[i], "hue_mid": (edges[i] + edges[i + 1]) / 2,
                          "hue_hi": edges[i + 1], "count": int(c), "share": 100.0 * c / total, "colour": colours[i]})
     return pd.DataFrame(rows, columns=["part", "bin", "hue_lo", "hue_mid", "hue_hi", "count", "share", "colour"])
-
-
-def hue_histogram_figure(frame: pd.DataFrame, title: str = "", height: int = 340) -> go.Figure:
-    """Grouped bars of each part's hue shares, every bar in its own hue; parts told apart by fill pattern."""
-    fig = go.Figure()
-    width = float(frame["hue_hi"].iloc[0] - frame["hue_lo"].iloc[0]) if len(frame) else 1.0 / HUE_BINS
-    for part, group in frame.groupby("part", sort=False):
-        fig.add_bar(
-            x=group["hue_mid"], y=group["share"], name=str(part), width=width * 0.45,
-            marker={"color": list(group["colour"]), "line": {"color": "#333333", "width": 0.6},
-                    "pattern": {"shape": PART_PATTERNS.get(str(part), "x"), "fgcolor": "#333333", "size": 5}},
-            customdata=np.stack([group["count"], group["hue_lo"], group["hue_hi"]], axis=1),
-            hovertemplate=f"{part}<br>hue %{{customdata[1]:.3f}}–%{{customdata[2]:.3f}}<br>"
-                          "%{customdata[0]} images (%{y:.1f}%)<extra></extra>",
-        )
-    fig.update_layout(
-        title={"text": title}, barmode="group", bargap=0.05, height=height, dragmode="select",
-        margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
-        xaxis={"title": "mean hue", "range": [0.0, 1.0]}, yaxis={"title": "share of part (%)"},
-    )
-    return fig
-
-
-def ks_title(kind: str, summary: Mapping[str, Any]) -> str:
-    """A histogram title: the split kind with its train-vs-validation KS statistic."""
-    ks = summary.get("ks_hue", float("nan"))
-    ks_text = "n/a" if ks is None or not np.isfinite(ks) else f"{ks:.4f}"
-    return f"{kind.capitalize()} split — hue KS {ks_text} (train vs val)"
-
-
-def selected_hue_range(event: Any, bins: int = HUE_BINS) -> tuple[float, float] | None:
-    """The hue range picked on a hue histogram (a Streamlit plotly selection event), or None when nothing is.
-
-    Selected bars (points) give the span of their bins; a box with no bar inside gives its own x range.
-    """
-    selection = _get(event, "selection")
-    if selection is None:
-        return None
-    width = 1.0 / bins
-    xs = [float(p["x"]) for p in (_get(selection, "points") or []) if _get(p, "x") is not None]
-    if xs:
-        lo = np.floor(min(xs) / width + 1e-9) * width
-        hi = np.floor(max(xs) / width + 1e-9) * width + width
-        return float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0))
-    box_xs = [float(x) for box in (_get(selection, "box") or []) for x in (_get(box, "x") or [])]
-    if len(box_xs) >= 2:
-        lo, hi = float(np.clip(min(box_xs), 0.0, 1.0)), float(np.clip(max(box_xs), 0.0, 1.0))
-        if hi > lo:
-            return lo, hi
-    return None
-
-
-def _get(obj: Any, key: str) -> Any:
-    """``obj[key]`` for dicts and Streamlit's attribute dicts alike; None when missing."""
-    if obj is None:
-        return None
-    try:
-        return obj[key]
-    except (KeyError, TypeError, AttributeError):
-        return getattr(obj, key, None)
 
 
 def indices_in_hue_range(hues: np.ndarray, lo: float, hi: float, limit: int | None = None,
@@ -221,7 +159,6 @@ def enlarged(images: np.ndarray, scale: int = 3) -> list[np.ndarray]:
     return [enlarge(img, scale) for img in np.asarray(images)]
 
 
-__all__ = ["HEADLINE_METRICS", "hue_colour", "hue_bin_edges", "hue_histogram_frame", "hue_histogram_figure",
-           "ks_title", "selected_hue_range", "indices_in_hue_range", "split_overview", "class_counts_table",
-           "headline_table", "strip_models", "strip_positions", "gray_images", "colorized_images", "stack_column",
-           "comparison_strip", "enlarged"]
+__all__ = ["HEADLINE_METRICS", "hue_colour", "hue_bin_edges", "hue_histogram_frame", "indices_in_hue_range",
+           "split_overview", "class_counts_table", "headline_table", "strip_models", "strip_positions", "gray_images",
+           "colorized_images", "stack_column", "comparison_strip", "enlarged"]

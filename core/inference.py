@@ -13,7 +13,7 @@ from PIL import Image
 from core.checkpoint import CheckpointError, generator_state, load_checkpoint
 from core.colour import gray_images, lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
 from core.methods import build_generator, method_names
-from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, list_runs
+from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, find_runs
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 
@@ -101,7 +101,7 @@ def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | P
         method = card.get("method") or next((m for m in method_names(True) if m in path.stem), None)
         if method in method_names(True):
             out.append(ModelEntry(path.stem, method, str(path), "shipped", card))
-    for run in list_runs(runs_dir or default_runs_dir()):
+    for run in find_runs(runs_dir or default_runs_dir(), require_config=True):
         status = run.status()
         try:
             method = json.loads(run.config.read_text()).get("model")

@@ -1,4 +1,4 @@
-"""Run directories: the on-disk state of a training job, shared by the engine and the dashboard.
+"""Run directories: the on-disk state of a training job, shared by the engine, the dashboard and the tools.
 
     RUN_DIR/config.json       the TrainConfig
     RUN_DIR/split.json        the split's indices and parameters
@@ -7,27 +7,60 @@
     RUN_DIR/checkpoints/      last.pt and best.pt
     RUN_DIR/samples/          gray | predicted | truth grids of fixed validation images
     RUN_DIR/log.txt           the job's console output, when started by the dashboard
+
+Besides reading and writing one run, this module lists runs, starts and cancels jobs, and answers the queries the
+dashboard and the tools ask of the runs folder (the runs table, curves as long tables, safe deletion), as plain
+data. Nothing keeps state in memory, so a job stays visible after a page reload or a dashboard restart.
+
+``python -m core.runs`` does the same from a shell (the scripts in tools/ use it):
+
+    python -m core.runs list [PREFIX] [--active] [--json]     runs, newest first: run, state, progress, method
+    python -m core.runs status RUN                           a run's live status as JSON
+    python -m core.runs wait RUN... [--state S ...] [--timeout S] [--interval S]
+                                                             until every run has ended; exit 0 if all in the states
+    python -m core.runs cancel NAME_OR_PREFIX                SIGTERM to the named run, or to those starting with it
+
+with ``--runs-dir DIR`` (default: env COLORIZE_RUNS_DIR, else runs/). Exit 2: bad input (an unknown run, bad
+arguments); 1: a failure while carrying the command out, or a wait that did not end as wanted; 0 otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.atomic import atomic_write_text
+from core.config import TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATES = ("starting", "running", "completed", "failed", "cancelled")
 ACTIVE = ("starting", "running")
+FINAL = ("completed", "failed", "cancelled")
 HEARTBEAT_STALE_S = 60.0
+VAL_METRICS = ("auc_ab", "colorfulness_ratio", "val_loss", "accuracy")
+RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started", "best_metric", "best_value")
+STEP_META = ("type", "step", "epoch", "phase", "time")
+
+
+class JobError(ValueError):
+    """A job request or action that cannot be carried out; the message says what to do."""
 
 
 def machine_description() -> str:
@@ -149,13 +182,39 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
-    """Run directories under ``runs_dir``, newest first."""
+def _is_run(path: Path, require_config: bool = False) -> bool:
+    """Whether ``path`` is a run directory: it holds a config, or (unless ``require_config``) a status."""
+    return path.is_dir() and ((path / "config.json").is_file()
+                              or (not require_config and (path / "status.json").is_file()))
+
+
+def find_runs(runs_dir: str | Path | None = None, require_config: bool = False) -> list[RunDir]:
+    """Run directories in ``runs_dir``, newest first by start time: those with a config or a status (a job just
+    started has only the status), or with ``require_config`` only those that saved their configuration."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.config.stat().st_mtime, reverse=True)
+    runs = [RunDir(p) for p in root.iterdir() if _is_run(p, require_config)]
+    return sorted(runs, key=_started, reverse=True)
+
+
+def _started(run: RunDir) -> float:
+    started = run.status().get("started")
+    if isinstance(started, (int, float)):
+        return float(started)
+    for f in (run.config, run.status_file):
+        if f.is_file():
+            return f.stat().st_mtime
+    return 0.0
+
+
+def resolve_run(spec: str, runs_dir: str | Path | None = None) -> RunDir:
+    """The run named ``spec`` in ``runs_dir``, else the run directory at the path ``spec``; JobError if neither."""
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    for path in (root / spec, Path(spec)):
+        if _is_run(path):
+            return RunDir(path)
+    raise JobError(f"no run {spec!r} in {root} (and {spec!r} is not the path of a run directory)")
 
 
 def train_command(args: dict[str, object], python: str | None = None) -> list[str]:
@@ -207,3 +266,313 @@ def cancel_job(run: RunDir) -> bool:
         os.kill(pid, signal.SIGTERM)
         return True
     return False
+
+
+# --- queries: what a run was started with, how far it got, its best validation --------------------------
+def run_config(run: RunDir) -> dict:
+    """The run's options: config.json, else those of the command that started it (a job not yet reporting)."""
+    if run.config.is_file():
+        try:
+            return TrainConfig.load(run.config).to_dict()
+        except (OSError, ValueError, TypeError):
+            pass
+    return command_options(run.status().get("command") or [])
+
+
+def command_options(cmd: Sequence[str]) -> dict[str, object]:
+    """``--key value`` pairs of a ``core.train`` command as a dict (bare switches become True)."""
+    out: dict[str, object] = {}
+    items = list(cmd)
+    for i, item in enumerate(items):
+        if isinstance(item, str) and item.startswith("--"):
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            value: object = True if nxt is None or str(nxt).startswith("--") else nxt
+            out[item[2:].replace("-", "_")] = value
+    return out
+
+
+@lru_cache(maxsize=256)
+def _read_metrics(path: str, _mtime_ns: int, _size: int) -> tuple[dict, ...]:
+    return tuple(RunDir(Path(path)).metrics())
+
+
+def run_metrics(run: RunDir) -> list[dict]:
+    """metrics.jsonl records, re-read only when the file changed."""
+    try:
+        st = run.metrics_file.stat()
+    except OSError:
+        return []
+    return list(_read_metrics(str(run.path), st.st_mtime_ns, st.st_size))
+
+
+def key_metric(method: str) -> str:
+    """The validation figure that summarises a run: accuracy for the classifier, AuC of ab for colorizers."""
+    from core.methods import get_method
+
+    try:
+        return get_method(method).key_metric
+    except KeyError:
+        return "auc_ab"
+
+
+def best_validation(records: Sequence[Mapping], metric: str) -> float | None:
+    """The highest value of ``metric`` over the validation records (None before the first validation)."""
+    values = [float(r[metric]) for r in records if r.get("type") == "val" and _finite(r.get(metric))]
+    return max(values) if values else None
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def progress_fraction(status: Mapping) -> float:
+    """Share of the run's steps done, 0..1 (1 for a completed run)."""
+    if status.get("state") == "completed":
+        return 1.0
+    step, total = status.get("step"), status.get("total_steps")
+    if _finite(step) and _finite(total) and float(total) > 0:
+        return max(0.0, min(1.0, float(step) / float(total)))
+    return 0.0
+
+
+def is_active(status: Mapping) -> bool:
+    """Whether a status belongs to a job still starting or running."""
+    return status.get("state") in ACTIVE
+
+
+def run_state(run: RunDir, status: Mapping) -> str:
+    """The run's state as listed: its status's, else unknown (a config, no state) or starting (nothing yet)."""
+    return str(status.get("state") or ("unknown" if run.exists() else "starting"))
+
+
+def run_row(run: RunDir) -> dict[str, object]:
+    """One row of the runs table (``eta_s`` only while the job is active; ``started`` as a datetime)."""
+    status = run.live_status()
+    cfg = run_config(run)
+    method = str(cfg.get("model") or status.get("model") or "")
+    metric = key_metric(method)
+    best = best_validation(run_metrics(run), metric) if method else None
+    started = status.get("started")
+    state = run_state(run, status)
+    eta = status.get("eta_s")
+    return {
+        "run": run.id, "state": state, "progress": round(100.0 * progress_fraction(status), 1),
+        "eta_s": float(eta) if state in ACTIVE and _finite(eta) else None,
+        "method": method, "split": str(cfg.get("split") or ""),
+        "started": datetime.fromtimestamp(float(started)) if _finite(started) else None,
+        "best_metric": metric if best is not None else "", "best_value": best,
+    }
+
+
+def runs_table(runs: Sequence[RunDir] | None = None, runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """The runs table: state, progress %, ETA (s), method, split, started time and best validation figure."""
+    import pandas as pd
+
+    runs = find_runs(runs_dir) if runs is None else runs
+    return pd.DataFrame([run_row(r) for r in runs], columns=list(RUNS_COLUMNS))
+
+
+# --- curves ------------------------------------------------------------------------------------------
+def loss_frame(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Step records in long form: step, epoch, phase, loss, value."""
+    import pandas as pd
+
+    rows = [{"step": int(r["step"]), "epoch": float(r.get("epoch", math.nan)), "phase": str(r.get("phase", "")),
+             "loss": k, "value": float(v)}
+            for r in records if r.get("type") == "step" and "step" in r
+            for k, v in r.items() if k not in STEP_META and _finite(v)]
+    return pd.DataFrame(rows, columns=["step", "epoch", "phase", "loss", "value"])
+
+
+def val_frame(records: Sequence[Mapping], metrics: Sequence[str] = VAL_METRICS) -> pd.DataFrame:
+    """Validation records in long form: step, epoch, phase, metric, value (only ``metrics``)."""
+    import pandas as pd
+
+    rows = [{"step": int(r["step"]), "epoch": float(r.get("epoch", math.nan)), "phase": str(r.get("phase", "")),
+             "metric": k, "value": float(r[k])}
+            for r in records if r.get("type") == "val" and "step" in r
+            for k in metrics if _finite(r.get(k))]
+    return pd.DataFrame(rows, columns=["step", "epoch", "phase", "metric", "value"])
+
+
+def phase_spans(records: Sequence[Mapping]) -> list[dict[str, object]]:
+    """Stretches of one phase as ``{"phase", "start", "end"}`` in steps (a phase starts where the last ended)."""
+    spans: list[dict[str, object]] = []
+    for r in sorted((r for r in records if "step" in r and r.get("phase")), key=lambda r: int(r["step"])):
+        step, phase = int(r["step"]), str(r["phase"])
+        if spans and spans[-1]["phase"] == phase:
+            spans[-1]["end"] = max(int(spans[-1]["end"]), step)
+        else:
+            start = int(spans[-1]["end"]) if spans else 0
+            spans.append({"phase": phase, "start": start, "end": step})
+    return spans
+
+
+# --- deletion and waiting ----------------------------------------------------------------------------
+def delete_run(run: RunDir, runs_dir: str | Path | None = None) -> None:
+    """Delete a run directory; refuses an active run and anything that is not a run directly in ``runs_dir``."""
+    root = (Path(runs_dir) if runs_dir else default_runs_dir()).resolve()
+    path = run.path.resolve()
+    if path.parent != root:
+        raise JobError(f"{run.path} is not a run in {root}; nothing deleted")
+    if not (run.config.is_file() or run.status_file.is_file()):
+        raise JobError(f"{run.path} is not a run directory (no config.json or status.json); nothing deleted")
+    status = run.live_status()
+    if is_active(status):
+        raise JobError(f"{run.id} is {status['state']}; cancel it and wait for it to stop before deleting")
+    shutil.rmtree(path)
+
+
+def wait_for_state(run: RunDir, states: Sequence[str], timeout: float = 30.0) -> dict:
+    """Poll the run's live status until its state is one of ``states`` or ``timeout`` seconds pass."""
+    end = time.time() + timeout
+    status = run.live_status()
+    while status.get("state") not in states and time.time() < end:
+        time.sleep(0.2)
+        status = run.live_status()
+    return status
+
+
+def runs_to_cancel(name_or_prefix: str, runs_dir: str | Path | None = None) -> list[RunDir]:
+    """The active runs ``cancel`` stops: the run of that name if there is one, else those whose name starts with it.
+
+    JobError when no run at all (active or not) has that name or prefix, so a typo does not pass for "nothing to do".
+    """
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not name_or_prefix:
+        raise JobError("give a run name or a prefix of run names")
+    runs = find_runs(root)
+    matches = [r for r in runs if r.id == name_or_prefix] or [r for r in runs if r.id.startswith(name_or_prefix)]
+    if not matches:
+        raise JobError(f"no run named or starting with {name_or_prefix!r} in {root}")
+    return [r for r in matches if is_active(r.live_status())]
+
+
+# --- python -m core.runs -------------------------------------------------------------------------------
+def _status_line(label: str, status: Mapping, run: RunDir) -> str:
+    """``LABEL: STATE (MESSAGE)``, one line."""
+    message = " ".join(str(status.get("message") or "").split())
+    return f"{label}: {run_state(run, status)}" + (f" ({message})" if message else "")
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    runs = [r for r in find_runs(args.runs_dir) if r.id.startswith(args.prefix)]
+    rows = [run_row(r) for r in runs]
+    if args.active:
+        rows = [row for row in rows if row["state"] in ACTIVE]
+    if args.json:
+        for row in rows:
+            row["started"] = row["started"].isoformat(timespec="seconds") if row["started"] else None
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        what = "active runs" if args.active else "runs"
+        print(f"no {what}" + (f" starting with {args.prefix!r}" if args.prefix else "")
+              + f" in {args.runs_dir or default_runs_dir()}", file=sys.stderr)
+        return 0
+    cells = [("run", "state", "progress", "method")]
+    cells += [(str(r["run"]), str(r["state"]), f"{float(r['progress']):.0f}%", str(r["method"])) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    for row in cells:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
+    return 0
+
+
+def _wait_command(args: argparse.Namespace) -> int:
+    runs = {spec: resolve_run(spec, args.runs_dir) for spec in dict.fromkeys(args.runs)}
+    end = None if args.timeout is None else time.monotonic() + args.timeout
+    waiting, ok = dict(runs), True
+    while True:
+        for spec, run in list(waiting.items()):
+            status = run.live_status()
+            if run_state(run, status) not in ACTIVE:
+                print(_status_line(spec, status, run), flush=True)
+                ok &= status.get("state") in args.state
+                del waiting[spec]
+        if not waiting:
+            return 0 if ok else 1
+        if end is not None and time.monotonic() >= end:
+            for spec, run in waiting.items():  # still going: as it stands now
+                print(_status_line(spec, run.live_status(), run), flush=True)
+            return 1
+        time.sleep(args.interval if end is None else max(0.0, min(args.interval, end - time.monotonic())))
+
+
+def _cancel_command(args: argparse.Namespace) -> int:
+    runs = runs_to_cancel(args.name, args.runs_dir)
+    if not runs:
+        print(f"nothing to cancel: no active run named or starting with {args.name!r}")
+    failed = 0
+    for run in runs:
+        pid = run.status().get("pid")
+        if cancel_job(run):
+            print(f"cancelling {run.id} (SIGTERM to process {pid}; it saves last.pt and ends as cancelled)")
+        else:
+            print(f"error: {run.id} could not be cancelled: its process is not known or not running", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be zero or more, not {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.runs", description="List, show, wait for and cancel training "
+                                "runs (the run directories in the runs folder).")
+    p.add_argument("--runs-dir", type=Path, default=None, metavar="DIR",
+                   help="the runs folder (default: env COLORIZE_RUNS_DIR, else runs/ in the project)")
+    common = argparse.ArgumentParser(add_help=False)  # --runs-dir after the subcommand too
+    common.add_argument("--runs-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", parents=[common], help="runs, newest first: run, state, progress, method")
+    ls.add_argument("prefix", nargs="?", default="", help="only runs whose name starts with this")
+    ls.add_argument("--active", action="store_true", help="only runs still starting or running")
+    ls.add_argument("--json", action="store_true", help="every column of the runs table, as JSON")
+    st = sub.add_parser("status", parents=[common], help="a run's live status as JSON")
+    st.add_argument("run", help="a run's name in the runs folder, or the path of a run directory")
+    wt = sub.add_parser("wait", parents=[common], help="wait until every run has ended (completed, failed or "
+                        "cancelled); exit 0 if all ended in the wanted states, 1 otherwise")
+    wt.add_argument("runs", nargs="+", metavar="RUN", help="run names, or paths of run directories")
+    wt.add_argument("--state", nargs="+", choices=FINAL, default=["completed"],
+                    help="the states that count as success (default: completed)")
+    wt.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                    help="give up after this many seconds (exit 1; 0: look once); default: no limit")
+    wt.add_argument("--interval", type=_seconds, default=2.0, metavar="S", help="seconds between looks (default 2)")
+    cn = sub.add_parser("cancel", parents=[common], help="SIGTERM to the active run of that name, or else to "
+                        "every active run whose name starts with it (each saves last.pt and ends as cancelled)")
+    cn.add_argument("name", metavar="NAME_OR_PREFIX")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``python -m core.runs`` command: 0 done, 1 failed (or a wait not ended as wanted), 2 bad input."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list_command(args)
+        if args.command == "status":
+            print(json.dumps(resolve_run(args.run, args.runs_dir).live_status(), indent=1))
+            return 0
+        if args.command == "wait":
+            if args.interval <= 0:
+                raise JobError("--interval must be more than 0 seconds")
+            return _wait_command(args)
+        return _cancel_command(args)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,13 +6,7 @@ import streamlit as st
 from common import evaluate_cached, guarded, list_models, load_prepared, no_models_message, page, source_picker
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core.explore import (
-    HEADLINE_METRICS,
-    comparison_strip,
-    headline_table,
-    strip_models,
-    strip_positions,
-)
+from core.explore import HEADLINE_METRICS, comparison_strip, headline_table, strip_models, strip_positions
 from core.methods import method_label
 
 EVAL_LIMIT = 500

@@ -14,11 +14,6 @@ UI_PACKAGES = ("streamlit", "plotly")
 PAGE_FORBIDDEN_MODULES = ("core.networks", "core.colour", "torch.nn")
 NETWORK_CONSTRUCTORS = ("UNet", "PatchDiscriminator", "Classifier", "VGGFeatures", "build_network")
 
-# core modules that still import a UI package: entries are only ever removed, never added
-CORE_UI_ALLOWED = {
-    "core/jobs.py",  # moved out by the runs refactor
-    "core/explore.py",  # hue_histogram_figure builds the Data page's plotly figure; to move into the dashboard
-}
 
 
 def _imported_modules(tree: ast.AST) -> list[tuple[str, int]]:
@@ -86,13 +81,8 @@ def test_the_rules_see_the_files() -> None:
 
 
 def test_core_imports_no_ui_package() -> None:
-    new = {k: v for k, v in _core_offenders().items() if k not in CORE_UI_ALLOWED}
-    assert not new, f"core must not import {' or '.join(UI_PACKAGES)}; move the figure into the dashboard: {new}"
-
-
-def test_core_allow_list_has_no_stale_entries() -> None:
-    stale = sorted(set(CORE_UI_ALLOWED) - set(_core_offenders()))
-    assert not stale, f"{stale} no longer import a UI package: remove them from CORE_UI_ALLOWED"
+    found = _core_offenders()
+    assert not found, f"core must not import {' or '.join(UI_PACKAGES)}; move the figure into the dashboard: {found}"
 
 
 @pytest.mark.parametrize("page", _page_files(), ids=_rel)

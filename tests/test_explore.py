@@ -1,4 +1,4 @@
-"""core.explore: hue histograms and picks, split tables, model choice and comparison strips."""
+"""core.explore: hue histograms and hue ranges, split tables, model choice and comparison strips."""
 
 from __future__ import annotations
 
@@ -36,38 +36,6 @@ def test_hue_histogram_frame_counts_and_shares() -> None:
 def test_hue_histogram_frame_empty_part_has_zero_shares() -> None:
     frame = explore.hue_histogram_frame({"val": np.array([])}, bins=36)
     assert len(frame) == 36 and frame["count"].sum() == 0 and frame["share"].sum() == 0
-
-
-def test_hue_histogram_figure_bars_coloured_by_hue() -> None:
-    frame = explore.hue_histogram_frame({"train": np.linspace(0, 0.99, 50), "val": np.linspace(0, 0.99, 5)}, 36)
-    fig = explore.hue_histogram_figure(frame, "Hue split — KS 0.1")
-    assert [t.name for t in fig.data] == ["train", "val"]
-    assert len(fig.data[0].x) == 36
-    assert list(fig.data[0].marker.color) == list(frame[frame["part"] == "train"]["colour"])
-    assert fig.data[1].marker.pattern.shape == "/"
-    assert fig.layout.title.text == "Hue split — KS 0.1"
-    assert fig.layout.barmode == "group"
-
-
-def test_ks_title() -> None:
-    assert explore.ks_title("hue", {"ks_hue": 0.01234}) == "Hue split — hue KS 0.0123 (train vs val)"
-    assert "n/a" in explore.ks_title("random", {"ks_hue": float("nan")})
-
-
-def test_selected_hue_range_from_points_and_box() -> None:
-    bins = 36
-    w = 1 / bins
-    event = {"selection": {"points": [{"x": 2.5 * w}, {"x": 5.5 * w}], "box": [], "lasso": []}}
-    lo, hi = explore.selected_hue_range(event, bins)
-    assert lo == pytest.approx(2 * w) and hi == pytest.approx(6 * w)
-    box = {"selection": {"points": [], "box": [{"x": [0.7, 0.2], "y": [0, 5]}]}}
-    assert explore.selected_hue_range(box, bins) == pytest.approx((0.2, 0.7))
-    outside = {"selection": {"points": [], "box": [{"x": [-0.3, 1.4]}]}}
-    assert explore.selected_hue_range(outside, bins) == pytest.approx((0.0, 1.0))
-    assert explore.selected_hue_range({"selection": {"points": [], "box": []}}, bins) is None
-    assert explore.selected_hue_range(None, bins) is None
-    attr = SimpleNamespace(selection=SimpleNamespace(points=[{"x": 0.5 + w / 2}], box=[]))
-    assert explore.selected_hue_range(attr, bins) == pytest.approx((0.5, 0.5 + w))
 
 
 def test_indices_in_hue_range() -> None:

@@ -2,9 +2,8 @@
 # Needs PY, PREFIX, PACK_OUT and DEVICE (default cuda).
 stamp() { echo "[$(date +%T)] $*"; }
 
-report_status() {  # RUN: its final state and message
-  stamp "$1: $($PY -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['state'], s.get('message'))" \
-    "$1/status.json")"
+report_status() {  # RUN: its state and message, as they are now
+  stamp "$(runs_cli wait "$1" --timeout 0)"
 }
 
 pick_runs() {  # RUN...: core.study pick on each (side by side) into RUN/pick.json; none when no generator passes

@@ -12,13 +12,15 @@ PREFIX=${PREFIX:-study}
 PY=.venv/bin/python
 limit=(); [ -n "${LIMIT:-}" ] && limit=(--limit "$LIMIT")
 mkdir -p runs
-# start after the run named in WAIT_FOR (if any) has finished, so the queues do not crowd the cores
-while [ -n "${WAIT_FOR:-}" ] && ! grep -qE '"state": "(completed|failed|cancelled)"' "runs/$WAIT_FOR/status.json" 2>/dev/null; do
+source tools/queue.sh
+# start after the run named in WAIT_FOR (if any) has finished, so the queues do not crowd the cores (a run not yet
+# there is waited for too)
+while [ -n "${WAIT_FOR:-}" ] && ! runs_cli wait "$WAIT_FOR" --state completed failed cancelled --interval 30 \
+      > /dev/null 2>&1; do
   sleep 30
 done
 COMMON=(--source "$DATA" --model unet --width "$WIDTH" --epochs "$EPOCHS" "${limit[@]}" --val-limit 1000 --batch-size 128
         --threads 1 --quiet)
-source tools/queue.sh
 for seed in ${SEEDS:-0 1}; do
   for split in random hue; do
     train_run "$PREFIX-$split-s$seed" --split "$split" --seed "$seed"

@@ -63,11 +63,12 @@ for l1 in 1000 300; do
     --lr-decay-epochs "$(( DCGAN_EPOCHS / 2 ))" --l1-weight "$l1" &
 done
 deadline=$(( SECONDS + BUDGET_S + GRACE_S ))
-while pgrep -f "core.train .*--out runs/$PREFIX-" > /dev/null || jobs -r | grep -q .; do
+# going on while this script's queues run, or any runs/$PREFIX-* run is still active (started elsewhere)
+while jobs -r | grep -q . || [ -n "$(runs_cli list "$PREFIX-" --active 2> /dev/null)" ]; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     stamp "budget spent: stopping the runs still going"
     touch "runs/$PREFIX-stop"
-    pkill -TERM -f "core.train .*--out runs/$PREFIX-"
+    runs_cli cancel "$PREFIX-"
     sleep 20
     break
   fi

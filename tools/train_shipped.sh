@@ -2,7 +2,8 @@
 # Trains the four models on the full CIFAR-10 JPEG archive (hue split, grayscale dropped) on a CPU, as two
 # queues of one thread each: classifier -> NoGAN, and U-Net -> DCGAN. The shipped U-Net is this script's; the
 # shipped DCGAN, NoGAN and classifier come from tools/train_gpu.sh and tools/train_gpu_dcgan.sh (one GPU).
-# Runs go to runs/$PREFIX-<name> (PREFIX defaults to "ship"); progress in runs/<run>/status.json, console output in runs/<run>.log.
+# Runs go to runs/$PREFIX-<name> (PREFIX defaults to "ship"); progress: python -m core.runs list, console output in
+# runs/<run>.log.
 # NoGAN runs its three phases in one run: 6 generator epochs (feature loss, learning rate decayed over the last 3),
 # a quarter epoch of critic, then 3 epochs of GAN phase with a pix2pix-style L1 anchor (--gan-l1-weight).
 # A queue skips a run that already completed and resumes one that was interrupted (tools/queue.sh), so the script

@@ -5,17 +5,9 @@ import streamlit as st
 from common import guarded, load_prepared, page, source_picker
 
 from core.data import PreparedData
-from core.explore import (
-    class_counts_table,
-    enlarged,
-    hue_histogram_figure,
-    hue_histogram_frame,
-    indices_in_hue_range,
-    ks_title,
-    selected_hue_range,
-    split_overview,
-)
+from core.explore import class_counts_table, enlarged, hue_histogram_frame, indices_in_hue_range, split_overview
 from core.splits import HUE_BINS, SPLIT_KINDS
+from dashboard.charts import hue_histogram_figure, ks_title, selected_hue_range
 
 GALLERY_LIMIT = 30
 DROPPED_LIMIT = 40

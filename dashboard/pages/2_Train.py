@@ -14,21 +14,27 @@ from core.jobs import (
     TrainForm,
     build_train_args,
     default_run_name,
-    delete_run,
-    find_runs,
-    is_active,
-    loss_figure,
     method_default_lr,
     method_form_options,
     resume_args,
-    run_metrics,
-    runs_table,
-    status_fields,
-    val_figure,
 )
 from core.methods import get_method, method_label, method_names
-from core.runs import ACTIVE, RunDir, cancel_job, default_runs_dir, launch_process, start_job
+from core.runs import (
+    ACTIVE,
+    RunDir,
+    cancel_job,
+    default_runs_dir,
+    delete_run,
+    find_runs,
+    is_active,
+    launch_process,
+    run_metrics,
+    runs_table,
+    start_job,
+)
+from dashboard.charts import loss_figure, val_figure
 from dashboard.common import active_source, guarded, page
+from dashboard.display import runs_display, status_fields
 
 page("Train", ":material/model_training:")
 st.title("Train")
@@ -126,7 +132,7 @@ if not runs:
 
 def show_table(was_active: bool) -> None:
     """The runs table, re-read from disk (every few seconds while a job is active)."""
-    table = runs_table(runs_dir=default_runs_dir())
+    table = runs_display(runs_table(runs_dir=default_runs_dir()))
     if was_active and not table["state"].isin(ACTIVE).any():
         st.rerun()  # the last active job ended: refresh the page once and stop refreshing
     st.dataframe(table, hide_index=True, width="stretch", column_config={

@@ -1,0 +1,120 @@
+"""The dashboard's plotly figures: training curves with their phases marked, and hue histograms with the hue range
+picked on one. ``core`` hands over the data (long tables, phase spans); this module draws it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from core.runs import VAL_METRICS, loss_frame, phase_spans, val_frame
+from core.splits import HUE_BINS
+
+PHASE_COLOURS = ("rgba(99,110,250,0.08)", "rgba(239,85,59,0.10)", "rgba(0,204,150,0.10)", "rgba(171,99,250,0.10)")
+PART_PATTERNS = {"train": "", "val": "/", "test": "."}
+
+
+# --- training curves ---------------------------------------------------------------------------------
+def _mark_phases(fig: go.Figure, spans: Sequence[Mapping]) -> None:
+    """Shade each phase and name it above the panels (nothing for a single phase)."""
+    if len(spans) < 2:
+        return
+    for i, span in enumerate(spans):
+        fig.add_vrect(x0=span["start"], x1=span["end"], fillcolor=PHASE_COLOURS[i % len(PHASE_COLOURS)],
+                      line_width=0, layer="below", row="all", col="all")
+        if i:
+            fig.add_vline(x=span["start"], line_dash="dash", line_color="grey", row="all", col="all")
+        fig.add_annotation(x=(float(span["start"]) + float(span["end"])) / 2, y=1.0, xref="x", yref="paper",
+                           text=f"<b>{span['phase']}</b>", showarrow=False, yanchor="bottom")
+
+
+def _facet_figure(frame: pd.DataFrame, facet: str, title: str, spans: Sequence[Mapping],
+                  markers: bool) -> go.Figure | None:
+    """Lines of ``value`` against the step, one panel per value of ``facet``, phases shaded (None: no rows)."""
+    if frame.empty:
+        return None
+    n = max(1, frame[facet].nunique())
+    fig = px.line(frame, x="step", y="value", color=facet, facet_row=facet, markers=markers,
+                  hover_data={"epoch": ":.2f", "phase": True}, height=max(260, 170 * n + 60))
+    fig.update_yaxes(matches=None, title_text="")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_layout(title=title, showlegend=False, margin={"t": 70, "r": 110})
+    _mark_phases(fig, spans)
+    return fig
+
+
+def loss_figure(records: Sequence[Mapping]) -> go.Figure | None:
+    """Curves of every logged loss against the step, one panel per loss, phases shaded (None: no records)."""
+    frame = loss_frame(records)
+    few = frame.empty or frame.groupby("loss").size().max() < 30  # short runs: show the points themselves
+    return _facet_figure(frame, "loss", "Training losses", phase_spans(records), markers=bool(few))
+
+
+def val_figure(records: Sequence[Mapping], metrics: Sequence[str] = VAL_METRICS) -> go.Figure | None:
+    """Curves of the validation figures against the step, one panel per figure (None: no records)."""
+    return _facet_figure(val_frame(records, metrics), "metric", "Validation", phase_spans(records), markers=True)
+
+
+# --- hue histograms ----------------------------------------------------------------------------------
+def hue_histogram_figure(frame: pd.DataFrame, title: str = "", height: int = 340) -> go.Figure:
+    """Grouped bars of each part's hue shares, every bar in its own hue; parts told apart by fill pattern."""
+    fig = go.Figure()
+    width = float(frame["hue_hi"].iloc[0] - frame["hue_lo"].iloc[0]) if len(frame) else 1.0 / HUE_BINS
+    for part, group in frame.groupby("part", sort=False):
+        fig.add_bar(
+            x=group["hue_mid"], y=group["share"], name=str(part), width=width * 0.45,
+            marker={"color": list(group["colour"]), "line": {"color": "#333333", "width": 0.6},
+                    "pattern": {"shape": PART_PATTERNS.get(str(part), "x"), "fgcolor": "#333333", "size": 5}},
+            customdata=np.stack([group["count"], group["hue_lo"], group["hue_hi"]], axis=1),
+            hovertemplate=f"{part}<br>hue %{{customdata[1]:.3f}}–%{{customdata[2]:.3f}}<br>"
+                          "%{customdata[0]} images (%{y:.1f}%)<extra></extra>",
+        )
+    fig.update_layout(
+        title={"text": title}, barmode="group", bargap=0.05, height=height, dragmode="select",
+        margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
+        xaxis={"title": "mean hue", "range": [0.0, 1.0]}, yaxis={"title": "share of part (%)"},
+    )
+    return fig
+
+
+def ks_title(kind: str, summary: Mapping[str, Any]) -> str:
+    """A histogram title: the split kind with its train-vs-validation KS statistic."""
+    ks = summary.get("ks_hue", float("nan"))
+    ks_text = "n/a" if ks is None or not np.isfinite(ks) else f"{ks:.4f}"
+    return f"{kind.capitalize()} split — hue KS {ks_text} (train vs val)"
+
+
+def selected_hue_range(event: Any, bins: int = HUE_BINS) -> tuple[float, float] | None:
+    """The hue range picked on a hue histogram (a Streamlit plotly selection event), or None when nothing is.
+
+    Selected bars (points) give the span of their bins; a box with no bar inside gives its own x range.
+    """
+    selection = _get(event, "selection")
+    if selection is None:
+        return None
+    width = 1.0 / bins
+    xs = [float(p["x"]) for p in (_get(selection, "points") or []) if _get(p, "x") is not None]
+    if xs:
+        lo = np.floor(min(xs) / width + 1e-9) * width
+        hi = np.floor(max(xs) / width + 1e-9) * width + width
+        return float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0))
+    box_xs = [float(x) for box in (_get(selection, "box") or []) for x in (_get(box, "x") or [])]
+    if len(box_xs) >= 2:
+        lo, hi = float(np.clip(min(box_xs), 0.0, 1.0)), float(np.clip(max(box_xs), 0.0, 1.0))
+        if hi > lo:
+            return lo, hi
+    return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    """``obj[key]`` for dicts and Streamlit's attribute dicts alike; None when missing."""
+    if obj is None:
+        return None
+    try:
+        return obj[key]
+    except (KeyError, TypeError, AttributeError):
+        return getattr(obj, key, None)

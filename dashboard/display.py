@@ -1,0 +1,52 @@
+"""The dashboard's display text: durations, a run's status as short fields, the runs table as shown, method names.
+
+``core`` returns numbers and states; the pages show them through these."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+from core.runs import is_active
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1h 02m``, ``3m 20s``, ``45s``; blank for no value."""
+    if not _finite(seconds):
+        return ""
+    s = max(0, int(round(float(seconds))))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def status_fields(status: Mapping) -> dict[str, str]:
+    """The selected run's status as short display strings: state, phase, epoch, step, images/s, ETA."""
+    spe = status.get("steps_per_epoch")
+    total = status.get("total_steps")
+    epoch = status.get("epoch")
+    epochs = float(total) / float(spe) if _finite(total) and _finite(spe) and float(spe) > 0 else None
+    step = status.get("step")
+    return {
+        "state": str(status.get("state") or "unknown"),
+        "phase": str(status.get("phase") or "—"),
+        "epoch": (f"{float(epoch):.2f}" if _finite(epoch) else "—") + (f" / {epochs:.4g}" if epochs else ""),
+        "step": (str(int(step)) if _finite(step) else "—") + (f" / {int(total)}" if _finite(total) else ""),
+        "images/s": f"{float(status['images_per_s']):,.0f}" if _finite(status.get("images_per_s")) else "—",
+        "ETA": format_duration(status.get("eta_s")) if is_active(status) else "—",
+    }
+
+
+def runs_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``core.runs.runs_table`` as the Train page shows it: the ETA as text (``eta``; blank when not running)."""
+    shown = table.copy()
+    shown.insert(shown.columns.get_loc("eta_s"), "eta", [format_duration(s) for s in table["eta_s"]])
+    return shown.drop(columns="eta_s")
