@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.colour import image_stats, uint8_to_model
+from core.data import prepare
+from core.sources import load_dataset
+from core.splits import make_split
 
-from core.colour import image_stats, uint8_to_model  # noqa: E402
-from core.data import prepare  # noqa: E402
-from core.sources import load_dataset  # noqa: E402
-from core.splits import make_split  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def skimage_stats(images: np.ndarray, gray_threshold: float = 5.0) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@
 # Plot afterwards with: python -m core.study tradeoff --runs runs/ship-unet runs/ship-* runs/gan-* ...
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 PREFIX=${PREFIX:-ship}
 PY=.venv/bin/python

@@ -12,9 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.checkpoint import load_checkpoint, save_checkpoint, weights_payload  # noqa: E402
+from core.checkpoint import load_checkpoint, save_checkpoint, weights_payload
 
 
 def pack_run(run: Path, out: Path) -> list[str]:

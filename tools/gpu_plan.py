@@ -13,9 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.data import prepare  # noqa: E402
+from core.data import prepare_for
 
 BATCH = 128
 VAL_S = 1.5  # seconds per validation of 2,000 images with its checkpoint and sample grid (generous)
@@ -49,7 +47,7 @@ def main() -> int:
     p.add_argument("--dcgan", type=Path, required=True)
     p.add_argument("--nogan", type=Path, required=True)
     args = p.parse_args()
-    prepared = prepare(args.source, "hue", 0.1, 0, 5.0, progress=False)
+    prepared = prepare_for({"source": args.source, "split": "hue", "val_fraction": 0.1, "seed": 0})
     spe = math.ceil(len(prepared.labels("train")) / BATCH)
     u, d, g = seconds_per_step(args.unet), seconds_per_step(args.dcgan), seconds_per_step(args.nogan)
     print(f"# seconds per step side by side: unet {u}, dcgan {d}, nogan {g}; {spe} steps per epoch", file=sys.stderr)

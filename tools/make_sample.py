@@ -17,10 +17,9 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.atomic import atomic_write
 
-from core.atomic import atomic_write  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DEFAULT_OUT = ROOT / "core" / "assets" / "cifar10-sample.tar.gz"

@@ -7,6 +7,7 @@
 # DCGAN_RUN, NOGAN_RUN, TRADEOFF_RUNS, STUDY (study), NOTE (for the cards), EXPORT (1; 0 keeps checkpoints/ as is).
 set -eu
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 UNET_RUN=${UNET_RUN:-runs/ship-unet}
 CLASSIFIER_RUN=${CLASSIFIER_RUN:-runs/gpu-classifier}

@@ -5,6 +5,7 @@
 # Summarise afterwards with: python -m core.study splits --runs runs/PREFIX-*
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 WIDTH=${WIDTH:-16}
 EPOCHS=${EPOCHS:-5}

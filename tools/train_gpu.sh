@@ -11,6 +11,7 @@
 # PACK_OUT (where the parts go; default: runs/$PREFIX-pack).
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 PREFIX=${PREFIX:-gpu}
 WIDTH=${WIDTH:-32}

@@ -6,6 +6,7 @@
 # DEVICE (cuda), INIT (runs/$PREFIX-unet/checkpoints/best.pt), PACK_OUT (runs/$PREFIX-pack).
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 PREFIX=${PREFIX:-gpu}
 WIDTH=${WIDTH:-32}

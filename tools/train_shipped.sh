@@ -11,6 +11,7 @@
 # Settings (environment): DATA, WIDTH (16), PREFIX (ship), UNET_EPOCHS (10), DCGAN_EPOCHS (14), NOGAN_EPOCHS (6).
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core imports without an install
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 WIDTH=${WIDTH:-16}
 PREFIX=${PREFIX:-ship}
