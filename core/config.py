@@ -146,6 +146,8 @@ class TrainConfig:
     channels_last: bool = setting(True, "channels-last memory format (faster convolutions on CPU and GPU)")
     val_per_epoch: int = setting(1, "validations (each keeps its generator) per epoch of a one-phase run",
                                  min=1, max=10000)
+    select: str = setting("score", "how best.pt is chosen: score (auc_ab x min(1, colorfulness ratio)), mae (lowest "
+                          "validation mae_rgb) or auc (highest auc_ab)", choices=("score", "mae", "auc"))
     keep_generators: int | None = setting(None, "keep at most N validated generators per phase in "
                                           "checkpoints/<phase>/ (oldest removed first; default: all)", type=int, min=1)
     log_every: int = setting(20, "steps between metrics.jsonl loss records", min=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
+from core.metrics import SELECTIONS
 from core.runs import PROJECT_ROOT, RunDir, machine_description, train_command
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
@@ -92,7 +93,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
         "width": config["width"],
         "epochs": config["epochs"],
         "checkpoint": str(chosen.relative_to(run.path)) if chosen.is_relative_to(run.path) else str(chosen),
-        "selection": selection or ("best.pt: the highest validation score auc_ab x min(1, colorfulness_ratio)"
+        "selection": selection or (f"best.pt: {SELECTIONS[config.get('select', 'score')]}"
                                    if checkpoint is None else "given on the command line, no rule recorded"),
         "best_step": ckpt.get("step"),
         "best_epoch": ckpt.get("epoch"),

@@ -282,6 +282,24 @@ def compute_metrics(L: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tenso
     return aggregate(per_image_metrics(L, ab_pred, ab_true, ssim=ssim))
 
 
+SELECTIONS = {  # how best.pt is chosen (``--select``): each a figure to maximise, and what it means
+    "score": "the highest validation score auc_ab x min(1, colorfulness_ratio)",
+    "mae": "the lowest validation mae_rgb",
+    "auc": "the highest validation auc_ab",
+}
+
+
+def selection_score(metrics: Mapping[str, float], select: str = "score") -> float:
+    """The figure best.pt is chosen by under ``select`` (higher is better): see :data:`SELECTIONS`."""
+    if select == "mae":
+        return -float(metrics["mae_rgb"])
+    if select == "auc":
+        return float(metrics["auc_ab"])
+    if select == "score":
+        return validation_score(metrics)
+    raise ValueError(f"unknown selection {select!r}; choose one of {', '.join(SELECTIONS)}")
+
+
 def validation_score(metrics: Mapping[str, float]) -> float:
     """``auc_ab * min(1, colorfulness_ratio)``: the figure training maximises to choose ``best.pt``.
 

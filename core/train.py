@@ -122,10 +122,11 @@ def load_training_data(cfg: TrainConfig, device: torch.device, progress: bool = 
 
 
 @torch.no_grad()
-def validate(method: Method, val: Tensors, batch_size: int = 512) -> dict[str, float]:
+def validate(method: Method, val: Tensors, batch_size: int = 512, select: str = "score") -> dict[str, float]:
     """Validation figures: loss and colour metrics for colorizers, loss and accuracy for the classifier.
 
-    ``score`` is the number best.pt is chosen by (higher is better).
+    ``score`` is the number best.pt is chosen by (higher is better; ``select`` says which figure, see
+    ``core.metrics.SELECTIONS``; the classifier's is its accuracy).
     """
     if not method.is_colorizer:
         logits = torch.cat([method.logits(val.rgb[i : i + batch_size].float() / 255.0)
@@ -133,14 +134,14 @@ def validate(method: Method, val: Tensors, batch_size: int = 512) -> dict[str, f
         ce = torch.nn.functional.cross_entropy(logits, val.label).item()
         acc = (logits.argmax(1) == val.label).float().mean().item() * 100.0
         return {"val_loss": ce, "accuracy": acc, "score": acc}
-    from core.metrics import compute_metrics, validation_score
+    from core.metrics import compute_metrics, selection_score
 
     pred = torch.cat([method.predict(val.L[i : i + batch_size]) for i in range(0, len(val), batch_size)])
     metrics = compute_metrics(val.L.cpu(), pred.cpu(), val.ab.cpu(), ssim=False)
     out = {"val_loss": torch.nn.functional.mse_loss(pred, val.ab).item(),
            "val_l1": torch.nn.functional.l1_loss(pred, val.ab).item()}
     out |= {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
-    out["score"] = float(validation_score(metrics))
+    out["score"] = float(selection_score(metrics, select))
     return out
 
 
@@ -346,7 +347,7 @@ def validate_and_keep(method: Method, val: Tensors, keeper: CheckpointKeeper, pa
     """Validate, write the sample grid, keep the generator, replace best.pt when the score improved, then last.pt
     (the kept files are on disk before last.pt moves past them)."""
     step = int(payload["step"])
-    metrics = validate(method, val)
+    metrics = validate(method, val, select=method.cfg.select)
     payload["metrics"] = metrics
     if method.is_colorizer and n_samples > 0:
         save_png(sample_grid(method, val, n_samples), keeper.run.samples / f"{sample_name}.png")

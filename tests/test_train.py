@@ -309,3 +309,19 @@ def test_status_records_the_machine_the_run_trained_on(tmp_path):
     status = RunDir(out).status()
     assert status["machine"] == machine_description() and "CPU cores" in status["machine"]
     assert status["device"] == "cpu"
+
+
+@pytest.mark.parametrize("select,pick", [("mae", lambda vals: min(vals, key=lambda r: r["mae_rgb"])),
+                                         ("auc", lambda vals: max(vals, key=lambda r: r["auc_ab"]))])
+def test_select_chooses_best_pt_by_the_named_figure(tmp_path, select, pick):
+    from core.export import export_run
+
+    out = tmp_path / select
+    train(tiny("unet", epochs=1, val_per_epoch=4, select=select), out, progress=False)
+    vals = [r for r in RunDir(out).metrics() if r["type"] == "val"]
+    assert len(vals) == 4
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["step"] == pick(vals)["step"]
+    card = export_run(out, "card", out_dir=tmp_path / "cards")
+    assert card["selection"] == "best.pt: " + {"mae": "the lowest validation mae_rgb",
+                                                "auc": "the highest validation auc_ab"}[select]
