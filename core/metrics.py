@@ -309,3 +309,28 @@ def validation_score(metrics: Mapping[str, float]) -> float:
     ratio = float(metrics["colorfulness_ratio"])
     factor = 1.0 if math.isnan(ratio) else min(1.0, ratio)
     return float(metrics["auc_ab"]) * factor
+
+
+def high_frequency_energy(ab: torch.Tensor, band: float = 0.5) -> torch.Tensor:
+    """Share of each image's a,b energy (DC left out) at spatial frequencies above ``band`` x Nyquist, per image.
+
+    Dot and grid artefacts of a generator put energy at the highest frequencies that real colour (smooth at
+    the scale of the L channel's detail) does not have, so this share rises with them.
+    """
+    ab = ab.float()
+    ab = ab - ab.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(ab, norm="ortho").abs().square().sum(dim=1)  # (N, H, W), both channels
+    h, w = ab.shape[-2:]
+    fy = torch.fft.fftfreq(h).abs().view(-1, 1) * 2  # 1.0 = Nyquist
+    fx = torch.fft.fftfreq(w).abs().view(1, -1) * 2
+    high = (torch.maximum(fy, fx) > band).to(power.dtype)
+    total = power.sum(dim=(-2, -1))
+    return (power * high).sum(dim=(-2, -1)) / total.clamp_min(1e-12)
+
+
+def artefact_ratio(ab_pred: torch.Tensor, ab_true: torch.Tensor, band: float = 0.5) -> float:
+    """Mean high-frequency share of the predicted a,b over the truth's (1: as smooth as the truth; well above 1:
+    dot or grid artefacts), over a batch of pictures of one size."""
+    pred = high_frequency_energy(ab_pred, band).mean()
+    true = high_frequency_energy(ab_true, band).mean()
+    return float(pred / true.clamp_min(1e-12))

@@ -189,3 +189,20 @@ def test_small_images_and_bad_shapes():
         M.per_image_metrics(L, ab[:1], ab)
     with pytest.raises(ValueError):
         M.per_image_metrics(torch.zeros(2, 3, 5, 5), ab, ab)
+
+
+def test_high_frequency_energy_sees_a_checkerboard_and_not_a_smooth_field():
+    from core.metrics import artefact_ratio, high_frequency_energy
+
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = torch.stack([torch.sin(x / 10), torch.cos(y / 12)])[None]  # low frequencies only
+    checker = smooth + 0.2 * ((x + y) % 2 * 2 - 1)[None, None]  # a one-pixel grid on top
+    hf_smooth, hf_checker = high_frequency_energy(smooth).item(), high_frequency_energy(checker).item()
+    assert hf_smooth < 0.01 < 0.05 < hf_checker
+    assert artefact_ratio(checker, smooth) > 10 and artefact_ratio(smooth, smooth) == pytest.approx(1.0)
+    # against numpy's FFT: the same share computed by hand for one image
+    a = checker[0].numpy() - checker[0].numpy().mean(axis=(-2, -1), keepdims=True)
+    p = (np.abs(np.fft.fft2(a, norm="ortho")) ** 2).sum(0)
+    f = np.abs(np.fft.fftfreq(64)) * 2
+    mask = np.maximum(f[:, None], f[None, :]) > 0.5
+    assert high_frequency_energy(checker).item() == pytest.approx(p[mask].sum() / p.sum(), rel=1e-4)
