@@ -18,6 +18,7 @@ PAGES = [
     ("pages/4_Colorize.py", "Colorize", ":material/brush:"),
     ("pages/5_Leaderboard.py", "Leaderboard", ":material/leaderboard:"),
     ("pages/6_Blind_test.py", "Blind test", ":material/visibility_off:"),
+    ("pages/7_Runs.py", "Runs", ":material/table_view:"),
 ]
 HERE = Path(__file__).resolve().parent
 
