@@ -46,6 +46,15 @@ def status_fields(status: Mapping) -> dict[str, str]:
     }
 
 
+def hidden_runs_note(n_hidden: int) -> str:
+    """What Home and the Blind test say about the completed runs they leave out (blank when none are)."""
+    if n_hidden <= 0:
+        return ""
+    runs = "1 completed run is" if n_hidden == 1 else f"{n_hidden} completed runs are"
+    return (f"{runs} not shown: only shipped models and runs tagged `keep` are, unless **Show all runs** is on "
+            "(tag runs on the **Runs** page).")
+
+
 DIFFERS_STYLE = "background-color: rgba(255, 196, 0, 0.22)"
 
 
