@@ -256,6 +256,25 @@ def curve_names(runs: Sequence[RunDir], kind: str) -> list[str]:
     return names
 
 
+def default_curves(runs: Sequence[RunDir], kind: str, n: int = 4, preferred: Sequence[str] = ()) -> list[str]:
+    """The curves to draw first: those of ``preferred`` that are logged (at most ``n``), plus the first curve of any
+    run that has none of them; without a preferred one logged, up to ``n`` taken from each run in turn (its first,
+    then its second, ...), so every run has at least one of its own among them."""
+    per_run = [curve_names([r], kind) for r in runs]
+    logged = {c for own in per_run for c in own}
+    chosen = [p for p in dict.fromkeys(preferred) if p in logged][:n]
+    if chosen:
+        for own in per_run:
+            if own and not set(own) & set(chosen):
+                chosen.append(own[0])
+        return chosen
+    for i in range(max((len(own) for own in per_run), default=0)):
+        for own in per_run:
+            if len(chosen) < n and i < len(own) and own[i] not in chosen:
+                chosen.append(own[i])
+    return chosen
+
+
 def _record_type(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")

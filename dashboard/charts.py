@@ -108,10 +108,10 @@ def overlay_figure(frame: pd.DataFrame, starts: pd.DataFrame, x: str = "step", t
         for row in range(1, len(metrics) + 1):
             fig.add_vline(x=float(mark.x), line_dash="dash", line_width=1.2, line_color=colours[mark.run],
                           row=row, col=1)
-        fig.add_annotation(x=float(mark.x), y=1.0, xref="x", yref="paper", yanchor="bottom", showarrow=False,
-                           text=mark.phase, font={"color": colours[mark.run], "size": 11})
+        fig.add_annotation(x=float(mark.x), y=1.0, xref="x", yref="paper", yanchor="bottom", yshift=18,
+                           showarrow=False, text=mark.phase, font={"color": colours[mark.run], "size": 11})
     fig.update_xaxes(title_text=X_TITLES.get(x, x), row=len(metrics), col=1)
-    fig.update_layout(title=title, height=max(300, 210 * len(metrics) + 90), margin={"t": 80},
+    fig.update_layout(title=title, height=max(300, 210 * len(metrics) + 100), margin={"t": 95},
                       legend={"orientation": "h", "y": -0.12 if len(metrics) < 3 else -0.05, "x": 0},
                       hovermode="closest")
     return fig

@@ -215,11 +215,15 @@ def test_overlay_of_two_runs_x_axis_and_smoothing(runs_dir):
 
 def test_nogan_phases_are_marked_per_run(runs_dir, trained):
     shutil.copytree(trained / NOGAN, runs_dir / NOGAN)
-    at = app(runs_overlay=[NOGAN, UNET], runs_val_metrics=["auc_ab"])
+    at = app(runs_overlay=[NOGAN, UNET])
     ok(at)
     spec = chart(at, "runs_val_chart")
+    panels = {t.get("yaxis", "y") for t in spec["data"] if t["name"] == UNET}
+    assert len(panels) == 3  # auc_ab, mae_rgb, colorfulness_ratio (no accuracy)
     dashed = [s for s in spec["layout"].get("shapes", []) if s.get("line", {}).get("dash") == "dash"]
-    assert sorted(s["x0"] for s in dashed) == [4, 6]  # critic and GAN start, on the one panel
+    assert sorted(s["x0"] for s in dashed) == [4] * 3 + [6] * 3  # critic and GAN start, on every panel
+    losses = chart(at, "runs_loss_chart")
+    assert {NOGAN, UNET} <= {t["name"] for t in losses["data"]}  # each run has a loss among the defaults
     colour = charts.run_colours([NOGAN, UNET])[NOGAN]
     assert {s["line"]["color"] for s in dashed} == {colour}
     assert {"critic", "gan"} <= {a["text"] for a in spec["layout"]["annotations"]}

@@ -189,6 +189,16 @@ def test_curve_names(runs_dir):
     assert {"auc_ab", "mae_rgb", "colorfulness_ratio", "val_loss"} <= set(val) and "score" not in val
 
 
+def test_default_curves_give_every_run_one_of_its_own(runs_dir):
+    unet, nogan, dcgan = run(runs_dir, "unet-a"), run(runs_dir, "nogan-a"), run(runs_dir, "dcgan-a")
+    first = rt.default_curves([nogan, unet], "loss")
+    assert len(first) == 4 and "mse" in first and first[0] == rt.curve_names([nogan], "loss")[0]
+    assert rt.default_curves([unet], "loss") == ["mse"]
+    assert rt.default_curves([unet, dcgan], "val", preferred=("mae_rgb", "accuracy", "auc_ab")) == ["mae_rgb", "auc_ab"]
+    assert rt.default_curves([unet, dcgan], "loss", preferred=("g_loss",)) == ["g_loss", "mse"]  # unet: its own
+    assert rt.default_curves([], "loss") == []
+
+
 def test_ema_is_tensorboards_debiased_average():
     assert rt.ema([1.0, 2.0, 3.0], 0.5) == pytest.approx([1.0, 1.25 / 0.75, 2.125 / 0.875])
     assert rt.ema([5.0, 1.0], 0.0) == [5.0, 1.0]

@@ -19,6 +19,7 @@ from core.run_table import (
     all_tags,
     comparison_table,
     curve_names,
+    default_curves,
     differing_settings,
     filter_runs,
     nearest_sample,
@@ -160,12 +161,12 @@ x = c1.radio("x axis", XAXES, horizontal=True, key="runs_x",
              format_func={"step": "step", "epoch": "epoch", "time": "wall time"}.get)
 weight = c2.slider("Smoothing", 0.0, 0.99, 0.6, step=0.01, key="runs_smoothing",
                    help="TensorBoard's exponential moving average, along each phase of each curve; 0: none")
-losses = curve_names(picked_runs, "loss")
-figures = curve_names(picked_runs, "val")
-c1, c2 = st.columns(2)
-loss_pick = c1.multiselect("Losses", losses, default=losses[:4], key="runs_losses")
-val_pick = c2.multiselect("Validation figures", figures, default=[m for m in VAL_DEFAULT if m in figures] or
-                          figures[:4], key="runs_val_metrics")
+losses, figures = curve_names(picked_runs, "loss"), curve_names(picked_runs, "val")
+c1, c2 = st.columns(2)  # the pickers start afresh when the runs picked log other curves
+loss_pick = c1.multiselect("Losses", losses, default=default_curves(picked_runs, "loss"),
+                           key=f"runs_losses:{','.join(losses)}")
+val_pick = c2.multiselect("Validation figures", figures, default=default_curves(picked_runs, "val",
+                          preferred=VAL_DEFAULT), key=f"runs_val_metrics:{','.join(figures)}")
 for kind, names, title, key in (("loss", loss_pick, "Training losses", "runs_loss_chart"),
                                 ("val", val_pick, "Validation", "runs_val_chart")):
     if not names:
