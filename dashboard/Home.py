@@ -4,10 +4,12 @@ from pathlib import Path
 
 import streamlit as st
 from common import evaluate_cached, guarded, list_models, load_prepared, no_models_message, page, source_picker
+from display import hidden_runs_note
 from streamlit.errors import StreamlitPageNotFoundError
 
 from core.explore import HEADLINE_METRICS, comparison_strip, headline_table, strip_models, strip_positions
 from core.methods import method_label
+from core.tags import featured_models
 
 EVAL_LIMIT = 500
 STRIP_IMAGES = 6
@@ -18,6 +20,7 @@ PAGES = [
     ("pages/4_Colorize.py", "Colorize", ":material/brush:"),
     ("pages/5_Leaderboard.py", "Leaderboard", ":material/leaderboard:"),
     ("pages/6_Blind_test.py", "Blind test", ":material/visibility_off:"),
+    ("pages/7_Runs.py", "Runs", ":material/table_view:"),
 ]
 HERE = Path(__file__).resolve().parent
 
@@ -53,10 +56,15 @@ if prepared is not None:
     cols[4].metric("Unreadable skipped", f"{s['n_skipped']:,}")
 
 st.subheader("Models")
-models = list_models()
+every_model = list_models()
+show_all = st.toggle("Show all runs", key="home_show_all_runs",
+                     help="every completed run, not only the shipped models and the runs tagged keep")
+models = featured_models(every_model, show_all)
 strip_entries = strip_models(models)
 results = []
-if not models:
+if note := hidden_runs_note(len(every_model) - len(models)):
+    st.caption(note)
+elif not models:
     no_models_message()
 if prepared is not None and prepared.split.test.size:
     with st.spinner(f"Evaluating on the first {EVAL_LIMIT} test images…"):

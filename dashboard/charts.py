@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from core.runs import VAL_METRICS, loss_frame, phase_spans, val_frame
 from core.splits import HUE_BINS
@@ -57,6 +58,63 @@ def loss_figure(records: Sequence[Mapping]) -> go.Figure | None:
 def val_figure(records: Sequence[Mapping], metrics: Sequence[str] = VAL_METRICS) -> go.Figure | None:
     """Curves of the validation figures against the step, one panel per figure (None: no records)."""
     return _facet_figure(val_frame(records, metrics), "metric", "Validation", phase_spans(records), markers=True)
+
+
+# --- several runs on shared axes (the Runs page) -----------------------------------------------------------------
+RUN_COLOURS = px.colors.qualitative.Plotly
+X_TITLES = {"step": "step", "epoch": "epoch", "time": "wall time (s)"}
+
+
+def run_colours(runs: Sequence[str]) -> dict[str, str]:
+    """One colour per run, in the order given (the same in every figure of a page)."""
+    return {run: RUN_COLOURS[i % len(RUN_COLOURS)] for i, run in enumerate(runs)}
+
+
+def overlay_figure(frame: pd.DataFrame, starts: pd.DataFrame, x: str = "step", title: str = "",
+                   runs: Sequence[str] | None = None) -> go.Figure | None:
+    """Curves of several runs (``core.run_table.overlay_frame``, maybe smoothed), one panel per metric on a shared
+    x axis, a colour per run; the logged values faint behind smoothed ones; a dashed line in the run's colour
+    where each of its phases after the first begins (``core.run_table.phase_starts``). None: no rows."""
+    if frame.empty:
+        return None
+    order = list(runs) if runs is not None else list(dict.fromkeys(frame["run"]))
+    colours = run_colours(order)
+    metrics = list(dict.fromkeys(frame["metric"]))
+    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=metrics,
+                        vertical_spacing=min(0.08, 0.3 / max(1, len(metrics))))
+    smoothed = bool((frame["value"] != frame["raw"]).any())
+    shown_in_legend: set[str] = set()
+    for row, metric in enumerate(metrics, start=1):
+        for run in order:
+            curve = frame[(frame["metric"] == metric) & (frame["run"] == run)]
+            if curve.empty:
+                continue
+            colour = colours.get(run, "grey")
+            mode = "lines+markers" if len(curve) < 30 else "lines"
+            xs = curve["x"].tolist()  # plain lists: the page's figure data stays readable JSON
+            if smoothed:
+                fig.add_scatter(x=xs, y=curve["raw"].tolist(), mode=mode, name=run, legendgroup=run, showlegend=False,
+                                opacity=0.25, line={"color": colour}, hoverinfo="skip", row=row, col=1)
+            fig.add_scatter(
+                x=xs, y=curve["value"].tolist(), mode=mode, name=run, legendgroup=run, line={"color": colour},
+                showlegend=run not in shown_in_legend, row=row, col=1,
+                customdata=curve[["step", "epoch", "phase", "raw"]].values.tolist(),
+                hovertemplate=f"{run}<br>{metric} %{{y:.4g}} (logged %{{customdata[3]:.4g}})<br>step "
+                              "%{customdata[0]}, epoch %{customdata[1]:.2f}, phase %{customdata[2]}<extra></extra>")
+            shown_in_legend.add(run)
+    for mark in starts.itertuples(index=False):
+        if mark.run not in colours:
+            continue
+        for row in range(1, len(metrics) + 1):
+            fig.add_vline(x=float(mark.x), line_dash="dash", line_width=1.2, line_color=colours[mark.run],
+                          row=row, col=1)
+        fig.add_annotation(x=float(mark.x), y=1.0, xref="x", yref="paper", yanchor="bottom", yshift=18,
+                           showarrow=False, text=mark.phase, font={"color": colours[mark.run], "size": 11})
+    fig.update_xaxes(title_text=X_TITLES.get(x, x), row=len(metrics), col=1)
+    fig.update_layout(title=title, height=max(300, 210 * len(metrics) + 100), margin={"t": 95},
+                      legend={"orientation": "h", "y": -0.12 if len(metrics) < 3 else -0.05, "x": 0},
+                      hovermode="closest")
+    return fig
 
 
 # --- hue histograms ----------------------------------------------------------------------------------

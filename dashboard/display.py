@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from core.runs import is_active
 
@@ -43,6 +44,27 @@ def status_fields(status: Mapping) -> dict[str, str]:
         "images/s": f"{float(status['images_per_s']):,.0f}" if _finite(status.get("images_per_s")) else "—",
         "ETA": format_duration(status.get("eta_s")) if is_active(status) else "—",
     }
+
+
+def hidden_runs_note(n_hidden: int) -> str:
+    """What Home and the Blind test say about the completed runs they leave out (blank when none are)."""
+    if n_hidden <= 0:
+        return ""
+    runs = "1 completed run is" if n_hidden == 1 else f"{n_hidden} completed runs are"
+    return (f"{runs} not shown: only shipped models and runs tagged `keep` are, unless **Show all runs** is on "
+            "(tag runs on the **Runs** page).")
+
+
+DIFFERS_STYLE = "background-color: rgba(255, 196, 0, 0.22)"
+
+
+def highlight_columns(frame: pd.DataFrame, columns: Sequence[str], style: str = DIFFERS_STYLE) -> Styler:
+    """``frame`` as a Styler with every cell of ``columns`` highlighted (the Runs page's differing settings)."""
+    styler = frame.style
+    shown = [c for c in columns if c in frame.columns]
+    if shown:
+        styler = styler.map(lambda _: style, subset=shown)
+    return styler
 
 
 def runs_display(table: pd.DataFrame) -> pd.DataFrame:

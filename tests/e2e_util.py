@@ -33,6 +33,7 @@ PAGES = {
     "Colorize": "Colorize pictures",
     "Leaderboard": "Leaderboard",
     "Blind_test": "Blind test",
+    "Runs": "Runs",
 }
 APP_READY = "[data-testid='stApp'][data-test-connection-state='CONNECTED'][data-test-script-state='notRunning']"
 

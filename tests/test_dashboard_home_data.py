@@ -89,7 +89,10 @@ def test_home_empty_state(models_dir: Path) -> None:
 def test_home_lists_a_completed_run(models_dir: Path, tiny_run: Path) -> None:
     import shutil
 
+    from core.tags import add_tag
+
     shutil.copytree(tiny_run, models_dir / "tiny-unet")
+    add_tag(models_dir / "tiny-unet", "keep")  # Home shows shipped models and runs tagged keep
     at = _app(HOME)
     assert not at.exception, at.exception
     assert "No trained models yet" not in _text(at)

@@ -1,5 +1,6 @@
-"""End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, and a tiny
-training job started from the Train page completes and can be picked on the Compare page.
+"""End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, a tiny
+training job started from the Train page completes and can be picked on the Compare page, and two runs picked on
+the Runs page are drawn together in its charts.
 
 The dashboard runs as a subprocess on a free port with its runs and cache in a temporary folder and the bundled
 sample as data. Screenshots of every page go to ``artifacts/screenshots/``. Needs ``/usr/bin/chromium``
@@ -143,6 +144,42 @@ def test_train_then_compare(page, server: Dashboard) -> None:
     wait_for_app_run(page, PAGE_TIMEOUT_MS)
     no_exception(page, server, "/Compare with the run")
     screenshot(page, "Compare-run")
+
+
+OVERLAY_RUNS = ("e2e-overlay-a", "e2e-overlay-b")
+PLOTLY_TRACE_NAMES = """() => Array.from(document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot"))
+    .map(div => (div.data || []).map(trace => trace.name))"""
+
+
+@pytest.mark.timeout(300)
+def test_runs_page_overlays_two_runs(page, server: Dashboard) -> None:
+    """With two tiny completed runs in the runs folder, pick both on the Runs page: its charts draw both runs."""
+    from core.config import TrainConfig
+    from core.train import train
+
+    for seed, name in enumerate(OVERLAY_RUNS):
+        train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
+                          threads=1, log_every=1, seed=seed), server.runs_dir / name, progress=False)
+    open_page(page, f"{server.url}/Runs", PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Runs")
+    for name in OVERLAY_RUNS:
+        expect(page.get_by_test_id("stDataFrame").locator("td[aria-colindex='1']", has_text=re.compile(
+            f"^{re.escape(name)}$"))).to_be_attached(timeout=30_000)
+    overlay = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Runs to overlay", exact=True))
+    for name in OVERLAY_RUNS:
+        overlay.get_by_role("combobox", name="Runs to overlay").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        page.keyboard.press("Escape")
+        expect(overlay.get_by_role("button", name=re.compile(f"^Remove .*{re.escape(name)}"))).to_be_visible(
+            timeout=30_000)
+        wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    page.wait_for_function(f"() => ({PLOTLY_TRACE_NAMES})().length === 2", timeout=60_000)
+    charts = page.evaluate(PLOTLY_TRACE_NAMES)
+    assert len(charts) == 2, charts  # losses and validation
+    for names in charts:
+        assert set(names) == set(OVERLAY_RUNS), charts
+    no_exception(page, server, "/Runs with two runs overlaid")
+    screenshot(page, "Runs-overlay")
 
 
 def test_server_log_clean(server: Dashboard) -> None:

@@ -17,6 +17,7 @@ from common import (
     page,
     source_picker,
 )
+from display import hidden_runs_note
 
 from core.blind_test import (
     BlindTestFileError,
@@ -31,6 +32,7 @@ from core.blind_test import (
     trial_pair,
 )
 from core.figures import enlarge
+from core.tags import featured_models
 
 RANDOM = "__random__"
 SCALE = 8  # 32 x 32 -> 256 x 256, nearest-neighbour
@@ -80,11 +82,20 @@ def _confirm(value: bool) -> None:
 
 def trial_section() -> None:
     """The current pair of pictures and the two answer buttons (or the empty state)."""
-    models = list_models()
-    if not models:
+    every_model = list_models()
+    if not every_model:
         no_models_message()
         return
+    show_all = st.toggle("Show all runs", key="bt_show_all_runs",
+                         help="every completed run, not only the shipped models and the runs tagged keep")
+    models = featured_models(every_model, show_all)
+    if note := hidden_runs_note(len(every_model) - len(models)):
+        st.caption(note)
+    if not models:
+        return
     by_name = {m.name: m for m in models}
+    if st.session_state.get("bt_model") not in (RANDOM, *by_name):  # a model the toggle just hid
+        st.session_state.pop("bt_model", None)
     choice = st.selectbox("Model", [RANDOM, *by_name], key="bt_model",
                           format_func=lambda n: "Random (any model, hidden until you answer)" if n == RANDOM
                           else model_label(by_name[n]))
