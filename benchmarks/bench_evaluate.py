@@ -1,17 +1,24 @@
-"""Time the evaluation of a width-32 U-Net on the test images, against the plain per-image way.
+"""Time inference and evaluation on the test images: the shipped models in fp32 and in the chosen precision, and
+the metrics against the plain per-image way.
 
-``python benchmarks/bench_evaluate.py [--source ARCHIVE] [--checkpoint FILE] [--limit N] [--plain-limit N]
-[--batch-size B] [--threads T] [--json OUT]``
+``python benchmarks/bench_evaluate.py [--source ARCHIVE] [--models FILE...] [--rounds R] [--checkpoint FILE]
+[--limit N] [--plain-limit N] [--batch-size B] [--threads T] [--no-metrics] [--json OUT]``
 
-Measured, on the same images and predictions:
+Measured, on the same images:
 
-1. ``core.evaluate.evaluate`` end to end (Lab conversion, forward pass, metrics), with its own breakdown;
-2. the metrics alone, vectorised (``core.metrics.per_image_metrics``), with and without SSIM;
-3. the plain way, one image at a time: skimage ``lab2rgb`` and ``structural_similarity``, numpy for the rest
-   (on ``--plain-limit`` images, scaled to the full count when fewer), and its largest disagreement with 2.
+1. inference: the test images (the CIFAR-10 archive's 10,000 when present, else the bundled sample) converted
+   to Lab once, then through every model of ``--models`` (the shipped U-Net, DCGAN and NoGAN), as
+   ``core.evaluate`` runs them (worker threads on pieces, channels-last, ``torch.inference_mode``), in fp32 and
+   in the precision ``auto`` chooses (its one-off measurement included), alternating; with the largest and
+   mean difference of the predictions and of auc_ab / mae_rgb between the two. Target: conversion plus the
+   three models under 15 s in the chosen precision;
+2. ``core.evaluate.evaluate`` of every model end to end (one shared Lab conversion, forward pass, metrics);
+3. the metrics alone, vectorised (``core.metrics.per_image_metrics``), with and without SSIM;
+4. the plain way, one image at a time: skimage ``lab2rgb`` and ``structural_similarity``, numpy for the rest
+   (on ``--plain-limit`` images, scaled to the full count when fewer), and its largest disagreement with 3.
 
-Without ``--checkpoint`` the network has untrained (initial) weights, which costs the same to run.
-The data loading (decoding or reading the cache) is timed apart and is not part of the evaluation.
+Sections 3 and 4 score ``--checkpoint`` (default: an untrained width-32 U-Net, which costs the same to run).
+The data loading (decoding or reading the cache) is timed apart and is not part of any figure.
 """
 
 from __future__ import annotations
@@ -30,10 +37,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.colour import AB_SCALE, L_SCALE, uint8_to_model  # noqa: E402
-from core.evaluate import evaluate  # noqa: E402
+from core.evaluate import evaluate, model_space, predictions  # noqa: E402
 from core.metrics import AB_TOLERANCE, METRICS, PSNR_CAP, aggregate, per_image_metrics  # noqa: E402
+from core.precision import cpu_has_fast_bf16, forget_inference_measurements, inference_figures  # noqa: E402
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHIPPED = [ROOT / "checkpoints" / f"{name}.pt" for name in ("unet", "dcgan", "nogan")]
+INFERENCE_TARGET_S = 15.0
 
 
 def plain_metrics(L: np.ndarray, ab_pred: np.ndarray, ab_true: np.ndarray) -> dict[str, float]:
@@ -78,9 +89,74 @@ def _model(checkpoint: str | None) -> object:
     return Colorizer("unet-w32-untrained", "unet", UNet(width=32).eval(), "", {})
 
 
+def inference(models: list[str], prepared: object, n: int, rounds: int) -> dict:
+    """Section 1: Lab once, then every model in fp32 and in the chosen precision, alternating; figures."""
+    from core.inference import load_colorizer
+
+    t0 = time.perf_counter()
+    converted = model_space(prepared, "test", None if n == len(prepared.images("test")) else n)
+    assert converted is not None
+    L, ab = converted
+    convert_s = time.perf_counter() - t0
+    forget_inference_measurements()  # the chosen pass pays for its own measurement, as a fresh process does
+    runs = {"fp32": {m: load_colorizer(m, precision="fp32") for m in models},
+            "auto": {m: load_colorizer(m, precision="auto") for m in models}}
+    seconds: dict[str, dict[str, list[float]]] = {k: {m: [] for m in models} for k in runs}
+    preds: dict[str, dict[str, torch.Tensor]] = {k: {} for k in runs}
+    chosen: dict[str, set[str]] = {m: set() for m in models}
+    for r in range(rounds):
+        for kind in ("fp32", "auto") if r % 2 == 0 else ("auto", "fp32"):
+            for m in models:
+                t = time.perf_counter()
+                preds[kind][m] = predictions(runs[kind][m], L, chosen[m] if kind == "auto" else None)
+                seconds[kind][m].append(time.perf_counter() - t)
+    rows = []
+    for m in models:
+        a, b = preds["fp32"][m], preds["auto"][m]
+        diff = (b - a).abs() * AB_SCALE
+        ma, mb = aggregate(per_image_metrics(L, a, ab, ssim=False)), aggregate(per_image_metrics(L, b, ab, ssim=False))
+        rows.append({"model": Path(m).stem, "fp32_s": float(np.median(seconds["fp32"][m])),
+                     "chosen_s": float(np.median(seconds["auto"][m])), "chosen_first_s": seconds["auto"][m][0],
+                     "chosen": "+".join(sorted(chosen[m])),
+                     "mean_abs_diff_ab": float(diff.mean()), "max_abs_diff_ab": float(diff.max()),
+                     "auc_ab_fp32": ma["auc_ab"], "auc_ab_chosen": mb["auc_ab"],
+                     "mae_rgb_fp32": ma["mae_rgb"], "mae_rgb_chosen": mb["mae_rgb"]})
+    return {"n_images": len(L), "convert_s": convert_s, "rows": rows, "measurements": inference_figures(),
+            "total_fp32_s": convert_s + sum(r["fp32_s"] for r in rows),
+            "total_chosen_s": convert_s + sum(r["chosen_s"] for r in rows),
+            "total_chosen_first_s": convert_s + sum(r["chosen_first_s"] for r in rows)}
+
+
+def print_inference(fig: dict, rounds: int) -> None:
+    """Section 1 as a table, then the totals against the target."""
+    print(f"\ninference: {fig['n_images']} test images, Lab conversion once {fig['convert_s']:.2f} s, shared by "
+          f"every model; median of {rounds} alternating round(s)")
+    print(f"{'model':8s} {'fp32 s':>7s} {'chosen':>6s} {'s':>6s} {'speed-up':>8s} {'mean |dab|':>10s} "
+          f"{'max |dab|':>9s} {'auc_ab fp32':>11s} {'chosen':>7s} {'mae_rgb fp32':>12s} {'chosen':>7s}")
+    for r in fig["rows"]:
+        print(f"{r['model']:8s} {r['fp32_s']:7.2f} {r['chosen']:>6s} {r['chosen_s']:6.2f} "
+              f"{r['fp32_s'] / r['chosen_s']:7.2f}x {r['mean_abs_diff_ab']:10.3f} {r['max_abs_diff_ab']:9.3f} "
+              f"{r['auc_ab_fp32']:11.3f} {r['auc_ab_chosen']:7.3f} {r['mae_rgb_fp32']:12.3f} "
+              f"{r['mae_rgb_chosen']:7.3f}")
+    for f in fig["measurements"]:
+        print(f"  measured once: {f['network']} ({f['parameters']:,} parameters) on {f['input']} inputs, "
+              f"{f['threads']} thread(s): fp32 {f.get('fp32_images_per_s') or 0:.0f}, bf16 "
+              f"{f.get('bf16_images_per_s') or 0:.0f} images/s -> {f['choice']}")
+    ok = fig["total_chosen_s"] < INFERENCE_TARGET_S
+    print(f"total (conversion + {len(fig['rows'])} models): fp32 {fig['total_fp32_s']:.2f} s, chosen "
+          f"{fig['total_chosen_s']:.2f} s (first pass, with the measurement: {fig['total_chosen_first_s']:.2f} s); "
+          f"target < {INFERENCE_TARGET_S:.0f} s: {'met' if ok else 'NOT met'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default=str(DEFAULT_SOURCE))
+    p.add_argument("--source", default=str(DEFAULT_SOURCE) if DEFAULT_SOURCE.is_file() else "sample",
+                   help="test images (default: the CIFAR-10 archive when present, else the bundled sample)")
+    p.add_argument("--models", nargs="+", default=[str(m) for m in SHIPPED],
+                   help="checkpoints of the inference section (default: the shipped U-Net, DCGAN, NoGAN)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating fp32/chosen rounds of the inference section")
+    p.add_argument("--no-metrics", dest="metrics", action="store_false",
+                   help="only the inference section and the end-to-end evaluations")
     p.add_argument("--checkpoint", help="a checkpoint file or run directory (default: untrained width-32 U-Net)")
     p.add_argument("--limit", type=int, help="first N test images (default: all)")
     p.add_argument("--plain-limit", type=int, help="images for the plain per-image way (default: all)")
@@ -102,10 +178,36 @@ def main(argv: list[str] | None = None) -> int:
                               "data_load_s": t_data}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     fig["load_average_1min"] = load
-    print(f"{n} test images of {args.source}; model {model.name}; torch threads {torch.get_num_threads()}; "
-          f"data loaded in {t_data:.1f} s (not counted below); load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{n} test images of {args.source}; torch threads {torch.get_num_threads()}; CPU bf16 instructions "
+          f"(amx_bf16/avx512_bf16): {'yes' if cpu_has_fast_bf16() else 'no'}; data loaded in {t_data:.1f} s (not "
+          f"counted below); load average {load:.2f} on {os.cpu_count()} CPUs")
 
-    # 1. the library's evaluation, end to end
+    # 1. inference: Lab once, every model in fp32 and in the chosen precision
+    fig["inference"] = inference(args.models, prepared, n, max(1, args.rounds))
+    print_inference(fig["inference"], max(1, args.rounds))
+
+    # 2. every model end to end, sharing one conversion
+    from core.inference import load_colorizer
+
+    ends = {}
+    t0 = time.perf_counter()
+    for m in args.models:
+        r = evaluate(load_colorizer(m), prepared, "test", limit=n, batch_size=args.batch_size)
+        ends[Path(m).stem] = r.timing | {"precision": r.info.get("precision")}
+    total = time.perf_counter() - t0
+    fig["evaluate_models"] = ends | {"total_s": total}
+    print(f"\nevaluate() end to end, {len(args.models)} models, one shared Lab conversion: {total:.2f} s ("
+          + ", ".join(f"{k} {v['total_s']:.2f} s: forward {v['forward_s']:.2f} s in {v['precision']}, metrics "
+                      f"{v['metrics_s']:.2f} s" for k, v in ends.items()) + ")")
+    fig["load_average_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if not args.metrics:
+        print(f"load average after: {fig['load_average_after']:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps(fig, indent=1))
+        return 0
+    print(f"\nmetrics sections: model {model.name}")
+
+    # 3. the library's evaluation of --checkpoint, end to end
     c0 = time.process_time()
     result = evaluate(model, prepared, "test", limit=n, batch_size=args.batch_size, keep_predictions=True)
     t = result.timing | {"cpu_s": time.process_time() - c0}
@@ -114,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
           f"forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s; {t['images_per_s']:.0f} images/s; "
           f"process CPU time {t['cpu_s']:.1f} s)")
 
-    # 2. vectorised metrics alone, on the same predictions
+    # vectorised metrics alone, on the same predictions
     L, ab = uint8_to_model(prepared.images("test")[:n])
     pred = result.predictions
     assert pred is not None
@@ -127,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"metrics, vectorised     {timings[True]:7.2f} s  ({timings[False]:.2f} s without SSIM; "
           f"process CPU time {cpu[True]:.1f} s)")
 
-    # 3. the plain per-image way
+    # 4. the plain per-image way
     m = n if args.plain_limit is None else min(args.plain_limit, n)
     Ln, pn, an = L[:m].numpy(), pred[:m].numpy(), ab[:m].numpy()
     t1, c1 = time.perf_counter(), time.process_time()
@@ -147,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     overall = aggregate(per)
     fig["metrics"] = overall
     print("metrics: " + ", ".join(f"{k} {overall[k]:.4g}" for k in METRICS))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(fig, indent=1))
     return 0

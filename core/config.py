@@ -144,6 +144,9 @@ class TrainConfig:
                                   max=4096)
     compile: bool = setting(False, "torch.compile the networks")
     channels_last: bool = setting(True, "channels-last memory format (faster convolutions on CPU and GPU)")
+    precision: str = setting("auto", "numeric precision of the training steps: auto (CUDA: bf16 autocast; CPU: the "
+                             "faster of fp32 and bf16, timed on a few of the run's own steps at its start), fp32 "
+                             "or bf16 (autocast)", choices=("auto", "fp32", "bf16"))
     val_per_epoch: int = setting(1, "validations (each keeps its generator) per epoch of a one-phase run",
                                  min=1, max=10000)
     select: str = setting("score", "how best.pt is chosen: score (auc_ab x min(1, colorfulness ratio)), mae (lowest "

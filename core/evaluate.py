@@ -15,7 +15,9 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from core.metrics import (
     per_image_metrics,
     validation_score,
 )
+from core.precision import PRECISIONS
 from core.splits import spread_subset
 
 PARTS = ("test", "val")
@@ -154,23 +157,65 @@ def _on_cpu(model: Any) -> bool:
     return device is not None and torch.device(device).type == "cpu"
 
 
-def _predict(model: Predictor, L: torch.Tensor) -> torch.Tensor:
+def _predict(model: Predictor, L: torch.Tensor, precisions: set[str] | None = None) -> torch.Tensor:
     """The model's prediction for a batch; CPU networks run on pieces in single-threaded worker threads,
-    which on a busy machine is much faster than torch's own threads (see :mod:`core.metrics`)."""
+    which on a busy machine is much faster than torch's own threads (see :mod:`core.metrics`). The precision
+    each piece ran in is added to ``precisions`` (for models that choose one)."""
+    chosen = getattr(model, "chosen_precision", None)
     if not _on_cpu(model):
-        return model.predict(L)
+        out = model.predict(L)
+        if chosen is not None and precisions is not None and len(L):
+            precisions.add(chosen(L[:1]))
+        return out
 
     def piece(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # grad mode is per thread
-            return model.predict(x)
+            out = model.predict(x)
+        if chosen is not None and precisions is not None:
+            precisions.add(chosen(x))  # measured by predict in this thread: a look-up now
+        return out
 
     return torch.cat(parallel_map(piece, L.split(PIECE)))
+
+
+def predictions(model: Predictor, L: torch.Tensor, precisions: set[str] | None = None) -> torch.Tensor:
+    """The model's model-space ab for model-space L, computed as :func:`evaluate` computes them (CPU networks
+    in pieces on worker threads, in the model's chosen precision, added to ``precisions``), float32 on the CPU."""
+    return _predict(model, L, precisions).detach().float().cpu()
 
 
 def _convert(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images -> model-space (L, ab), converted in pieces by the worker threads."""
     pieces = parallel_map(uint8_to_model, [images[i : i + PIECE] for i in range(0, len(images), PIECE)])
     return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+
+_CONVERTED: dict[tuple, tuple[weakref.ref, torch.Tensor, torch.Tensor]] = {}
+_CONVERTED_LOCK = threading.Lock()
+CONVERTED_KEEP = 2  # parts kept converted, the most recent first out last
+CONVERTED_MAX_PIXELS = 16 * 1024 * 1024  # larger parts are converted batch by batch instead
+
+
+def model_space(prepared: Any, part: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Model-space (L, ab) of the images :func:`evaluate` scores for ``part`` and ``limit``, converted once and
+    kept for the last few parts asked for, so that every model evaluated on them shares one conversion;
+    None for a part too large to keep (it is converted batch by batch)."""
+    images = prepared.images(part)
+    rows = spread_subset(len(images), limit, SUBSET_SEED)
+    if len(rows) * int(np.prod(images.shape[1:3])) > CONVERTED_MAX_PIXELS:
+        return None
+    key = (id(prepared), part, len(rows))
+    with _CONVERTED_LOCK:
+        found = _CONVERTED.get(key)
+        if found is not None and found[0]() is prepared:
+            return found[1], found[2]
+    L, ab = _convert(images[rows] if len(rows) < len(images) else images)
+    with _CONVERTED_LOCK:
+        _CONVERTED.pop(key, None)
+        _CONVERTED[key] = (weakref.ref(prepared), L, ab)
+        while len(_CONVERTED) > CONVERTED_KEEP:
+            _CONVERTED.pop(next(iter(_CONVERTED)))
+    return L, ab
 
 
 def _source_indices(prepared: Any, part: str, rows: np.ndarray) -> np.ndarray:
@@ -211,8 +256,12 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
         images, labels, hues = images[rows], labels[rows], hues[rows]
 
     t_convert = t_forward = t_metrics = 0.0
+    t0 = time.perf_counter()
+    converted = model_space(prepared, part, limit)
+    t_convert = time.perf_counter() - t0
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
     kept: list[torch.Tensor] = []
+    precisions: set[str] = set()
     starts = range(0, n, batch_size)
     if progress:
         from tqdm import tqdm
@@ -220,9 +269,12 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
         starts = tqdm(starts, desc=f"evaluating {model.name}", unit="batch", file=sys.stderr)
     for start in starts:
         t0 = time.perf_counter()
-        L, ab_true = _convert(images[start : start + batch_size])
+        if converted is not None:
+            L, ab_true = converted[0][start : start + batch_size], converted[1][start : start + batch_size]
+        else:
+            L, ab_true = _convert(images[start : start + batch_size])
         t1 = time.perf_counter()
-        ab_pred = _predict(model, L).detach().float().cpu()
+        ab_pred = _predict(model, L, precisions).detach().float().cpu()
         if ab_pred.shape != ab_true.shape:
             raise ValueError(f"{model.name} predicted shape {tuple(ab_pred.shape)}, expected {tuple(ab_true.shape)}")
         t2 = time.perf_counter()
@@ -252,6 +304,8 @@ def evaluate(model: Predictor, prepared: Any, part: str = "test", limit: int | N
     info = dict(getattr(model, "info", {}) or {})
     if getattr(model, "path", None):
         info["path"] = str(model.path)
+    if precisions:
+        info["precision"] = "+".join(sorted(precisions))
     return EvalResult(
         model=model.name, method=str(getattr(model, "method", "")), source=str(prepared.dataset.source), part=part,
         metrics=aggregate({k: per_image[k].to_numpy() for k in METRICS}), per_image=per_image,
@@ -324,7 +378,9 @@ def format_metrics(result: EvalResult) -> str:
         v = result.score if k == "score" else result.metrics[k]
         lines.append(f"{k:<19} {'nan' if math.isnan(v) else f'{v:.4f}'}")
     t = result.timing
-    lines.append(f"time          {t['total_s']:.2f} s (forward {t['forward_s']:.2f} s, metrics {t['metrics_s']:.2f} s)")
+    precision = f", {result.info['precision']}" if result.info.get("precision") else ""
+    lines.append(f"time          {t['total_s']:.2f} s (forward {t['forward_s']:.2f} s{precision}, "
+                 f"metrics {t['metrics_s']:.2f} s)")
     if len(result.per_class) > 1:
         cols = ["class_name", "n_images", "psnr", "ssim", "auc_ab", "acc_ab_5", "colorfulness_ratio"]
         lines += ["", "per class", result.per_class[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
@@ -347,8 +403,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             PermissionError, ValueError)
 
 
-def load_model(spec: str, prepared: Any | None = None, device: str = "cpu") -> Any:
-    """A colorizer from a run directory or checkpoint file, or a baseline from ``baseline:NAME``."""
+def load_model(spec: str, prepared: Any | None = None, device: str = "cpu", precision: str = "auto") -> Any:
+    """A colorizer from a run directory or checkpoint file (predicting in ``precision``: auto, fp32, bf16), or a
+    baseline from ``baseline:NAME``."""
     if spec.startswith(BASELINE_PREFIX):
         return make_baseline(spec[len(BASELINE_PREFIX):], prepared)
     path = Path(spec)
@@ -357,7 +414,7 @@ def load_model(spec: str, prepared: Any | None = None, device: str = "cpu") -> A
     from core.inference import load_colorizer
 
     try:
-        return load_colorizer(spec, device=device)
+        return load_colorizer(spec, device=device, precision=precision)
     except (KeyError, TypeError) as e:  # a checkpoint dict without the fields a colorizer needs
         raise _UserError(f"{spec} is not a usable colorizer checkpoint (missing or bad field {e})") from e
     except RuntimeError as e:  # e.g. --device cuda on a machine without CUDA
@@ -405,6 +462,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, help="validation fraction (default: the model's, else 0.1)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default="cpu", help="device for the networks (cpu, cuda)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="numeric precision of the networks: auto (CUDA: bf16; CPU: the faster of fp32 and bf16, "
+                   "timed on a real forward pass), fp32 or bf16 (default auto)")
     p.add_argument("--no-ssim", action="store_true", help="skip SSIM (the slowest metric)")
     return p
 
@@ -421,7 +481,8 @@ def _run(args: argparse.Namespace) -> int:
     ssim = not args.no_ssim
     if args.leaderboard:
         specs = list(dict.fromkeys([*args.leaderboard, *(BASELINE_PREFIX + b for b in BASELINES)]))
-        colorizers = {s: load_model(s, device=args.device) for s in specs if not s.startswith(BASELINE_PREFIX)}
+        colorizers = {s: load_model(s, device=args.device, precision=args.precision) for s in specs
+                      if not s.startswith(BASELINE_PREFIX)}
         prepared = _prepare(args, list(colorizers.values()))
         models = [colorizers.get(s) or load_model(s, prepared) for s in specs]
         results = [evaluate(m, prepared, args.part, args.limit, args.batch_size, ssim, progress) for m in models]
@@ -438,7 +499,8 @@ def _run(args: argparse.Namespace) -> int:
             _write(args.csv, table.to_csv())
         return 0
     spec = args.run or args.checkpoint or BASELINE_PREFIX + args.baseline
-    model = None if spec.startswith(BASELINE_PREFIX) else load_model(spec, device=args.device)
+    model = None if spec.startswith(BASELINE_PREFIX) else load_model(spec, device=args.device,
+                                                                      precision=args.precision)
     prepared = _prepare(args, [model] if model is not None else [])
     if model is None:
         model = load_model(spec, prepared)

@@ -13,6 +13,7 @@ from PIL import Image
 from core.checkpoint import CheckpointError, generator_state, load_checkpoint
 from core.colour import gray_images, lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
 from core.methods import build_generator, method_names
+from core.precision import PRECISIONS, autocast_for, inference_precision
 from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, find_runs
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
@@ -28,12 +29,29 @@ class Colorizer:
     path: str
     info: dict = field(default_factory=dict)
     device: torch.device = torch.device("cpu")
+    precision: str = "auto"  # auto, fp32 or bf16 (see core.precision.inference_precision)
+
+    def chosen_precision(self, L: torch.Tensor) -> str:
+        """fp32 or bf16 for inputs shaped like ``L``: the setting, or the per-process measurement for ``auto``."""
+        return inference_precision(self.net, self._input(L), self.precision)
+
+    def _input(self, L: torch.Tensor) -> torch.Tensor:
+        return L.to(self.device).contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def predict(self, L: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Model-space ab (N, 2, H, W) for model-space L (N, 1, H, W); H and W multiples of 16."""
-        outs = [self.net(L[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(L), batch_size)]
-        return torch.cat(outs) if outs else torch.zeros(0, 2, *L.shape[2:])
+        """Model-space ab (N, 2, H, W, float32) for model-space L (N, 1, H, W); H and W multiples of 16.
+
+        Runs channels-last, under ``torch.inference_mode``, in the chosen precision (:meth:`chosen_precision`)."""
+        outs = []
+        for i in range(0, len(L), batch_size):
+            x = self._input(L[i : i + batch_size])
+            with torch.inference_mode(), autocast_for(inference_precision(self.net, x, self.precision), self.device):
+                y = self.net(x)
+            outs.append(y.float().cpu())
+        if not outs:
+            return torch.zeros(0, 2, *L.shape[2:])
+        return torch.cat(outs).contiguous()  # outside inference mode: an ordinary tensor for the caller
 
     def colorize(self, image: np.ndarray | Image.Image, net_size: int | None = 256) -> np.ndarray:
         """Colorize one picture (colour or gray, any size): see :func:`colorize_picture`."""
@@ -50,8 +68,12 @@ def _card(path: Path) -> dict:
     return {}
 
 
-def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> Colorizer:
-    """A colorizer from a run directory (its best.pt, else last.pt) or a checkpoint file of either format."""
+def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: str | None = None,
+                   precision: str = "auto") -> Colorizer:
+    """A colorizer from a run directory (its best.pt, else last.pt) or a checkpoint file of either format;
+    ``precision`` (auto, fp32, bf16) is the numeric precision of its predictions."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     path = Path(spec)
     if path.is_dir():
         run = RunDir(path)
@@ -74,10 +96,10 @@ def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: s
         raise CheckpointError(f"{path}: weights do not fit a width-{config.get('width')} {method} generator "
                               f"({str(e)[:160]})") from e
     dev = torch.device(device)
-    net = net.to(dev).eval()
+    net = net.to(dev, memory_format=torch.channels_last).eval()
     info = {"config": payload["config"], "metrics": payload.get("metrics", {}), "step": payload.get("step"),
             "epoch": payload.get("epoch"), "phase": payload.get("phase"), "card": _card(path)}
-    return Colorizer(name or default_name, method, net, str(path), info, dev)
+    return Colorizer(name or default_name, method, net, str(path), info, dev, precision)
 
 
 @dataclass

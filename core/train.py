@@ -37,6 +37,8 @@ from core.config import ConfigError, Option, TrainConfig, common_options
 from core.data import PreparedData, prepare_for
 from core.figures import picture_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
+from core.precision import autocast_for, choose_precision
+from core.precision import describe as describe_precision
 from core.runlock import RunLock, RunLockedError
 from core.runs import RunDir, machine_description
 from core.splits import spread_subset
@@ -433,13 +435,17 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
         run.metrics_file.unlink(missing_ok=True)
     keeper = CheckpointKeeper(run, cfg.keep_generators)
     meter = SpeedMeter(total, bs, float(run.status().get("images_per_s") or 0.0))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
+    run.write_status(message=f"choosing the precision ({cfg.precision})")
+    first = train_data.batch(torch.arange(bs, device=device), method.needs, None, cfg.channels_last)
+    chosen, precision = choose_precision(method, first, device, cfg.precision,
+                                         previous=run.status().get("precision") if ckpt is not None else None)
+    autocast = autocast_for(chosen, device)
     header = f"{cfg.model}: {len(train_data)} train / {len(val_data)} val images, {spe} steps per epoch, " \
-             f"{total} steps in {len(phases)} phase(s) {[p.name for p in phases]} on {device}"
+             f"{total} steps in {len(phases)} phase(s) {[p.name for p in phases]} on {device}; " \
+             f"{describe_precision(precision)}"
     print(header + (f"; {note}" if note else ""), flush=True)
     run.write_status(state="running", total_steps=total, steps_per_epoch=spe, step=step, epoch=step / spe,
-                     message=header, note=note)
+                     message=header, note=note, precision=precision)
     metrics = ckpt.get("metrics", {}) if ckpt else {}
     bar = tqdm(total=total, initial=step, disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)
     say = bar.write if not bar.disable else (lambda m: print(m, flush=True))
