@@ -129,7 +129,7 @@ def inference(models: list[str], prepared: object, n: int, rounds: int) -> dict:
     workers = torch.get_num_threads()
     share = {k: cpu[k] / (wall[k] * workers) for k in runs}
     return {"n_images": len(L), "convert_s": convert_s, "rows": rows, "measurements": inference_figures(),
-            "workers": workers, "cpu_share": share,
+            "workers": workers, "cpu_share": share, "cpu_s_per_round": {k: cpu[k] / rounds for k in runs},
             "total_fp32_s": convert_s + sum(r["fp32_s"] for r in rows),
             "total_chosen_s": convert_s + sum(r["chosen_s"] for r in rows),
             "total_chosen_first_s": convert_s + sum(r["chosen_first_s"] for r in rows)}
@@ -156,7 +156,10 @@ def print_inference(fig: dict, rounds: int) -> None:
           f"target < {INFERENCE_TARGET_S:.0f} s: {'met' if ok else 'NOT met'}")
     share = fig["cpu_share"]
     print(f"CPU share of the process over its {fig['workers']} worker thread(s): fp32 {100 * share['fp32']:.0f}%, "
-          f"chosen {100 * share['auto']:.0f}% (below 100%: other processes had the cores)")
+          f"chosen {100 * share['auto']:.0f}% (below 100%: other processes had the cores); process CPU time of a "
+          f"pass of the {len(fig['rows'])} models: fp32 {fig['cpu_s_per_round']['fp32']:.1f} s, chosen "
+          f"{fig['cpu_s_per_round']['auto']:.1f} s, that is {fig['cpu_s_per_round']['auto'] / fig['workers']:.1f} s "
+          f"of wall time on {fig['workers']} cores of its own")
 
 
 def main(argv: list[str] | None = None) -> int:
