@@ -102,14 +102,19 @@ def inference(models: list[str], prepared: object, n: int, rounds: int) -> dict:
     runs = {"fp32": {m: load_colorizer(m, precision="fp32") for m in models},
             "auto": {m: load_colorizer(m, precision="auto") for m in models}}
     seconds: dict[str, dict[str, list[float]]] = {k: {m: [] for m in models} for k in runs}
+    cpu: dict[str, float] = {k: 0.0 for k in runs}
+    wall: dict[str, float] = {k: 0.0 for k in runs}
     preds: dict[str, dict[str, torch.Tensor]] = {k: {} for k in runs}
     chosen: dict[str, set[str]] = {m: set() for m in models}
     for r in range(rounds):
         for kind in ("fp32", "auto") if r % 2 == 0 else ("auto", "fp32"):
+            c = time.process_time()
             for m in models:
                 t = time.perf_counter()
                 preds[kind][m] = predictions(runs[kind][m], L, chosen[m] if kind == "auto" else None)
                 seconds[kind][m].append(time.perf_counter() - t)
+                wall[kind] += seconds[kind][m][-1]
+            cpu[kind] += time.process_time() - c
     rows = []
     for m in models:
         a, b = preds["fp32"][m], preds["auto"][m]
@@ -121,7 +126,10 @@ def inference(models: list[str], prepared: object, n: int, rounds: int) -> dict:
                      "mean_abs_diff_ab": float(diff.mean()), "max_abs_diff_ab": float(diff.max()),
                      "auc_ab_fp32": ma["auc_ab"], "auc_ab_chosen": mb["auc_ab"],
                      "mae_rgb_fp32": ma["mae_rgb"], "mae_rgb_chosen": mb["mae_rgb"]})
+    workers = torch.get_num_threads()
+    share = {k: cpu[k] / (wall[k] * workers) for k in runs}
     return {"n_images": len(L), "convert_s": convert_s, "rows": rows, "measurements": inference_figures(),
+            "workers": workers, "cpu_share": share, "cpu_s_per_round": {k: cpu[k] / rounds for k in runs},
             "total_fp32_s": convert_s + sum(r["fp32_s"] for r in rows),
             "total_chosen_s": convert_s + sum(r["chosen_s"] for r in rows),
             "total_chosen_first_s": convert_s + sum(r["chosen_first_s"] for r in rows)}
@@ -146,6 +154,12 @@ def print_inference(fig: dict, rounds: int) -> None:
     print(f"total (conversion + {len(fig['rows'])} models): fp32 {fig['total_fp32_s']:.2f} s, chosen "
           f"{fig['total_chosen_s']:.2f} s (first pass, with the measurement: {fig['total_chosen_first_s']:.2f} s); "
           f"target < {INFERENCE_TARGET_S:.0f} s: {'met' if ok else 'NOT met'}")
+    share = fig["cpu_share"]
+    print(f"CPU share of the process over its {fig['workers']} worker thread(s): fp32 {100 * share['fp32']:.0f}%, "
+          f"chosen {100 * share['auto']:.0f}% (below 100%: other processes had the cores); process CPU time of a "
+          f"pass of the {len(fig['rows'])} models: fp32 {fig['cpu_s_per_round']['fp32']:.1f} s, chosen "
+          f"{fig['cpu_s_per_round']['auto']:.1f} s, that is {fig['cpu_s_per_round']['auto'] / fig['workers']:.1f} s "
+          f"of wall time on {fig['workers']} cores of its own")
 
 
 def main(argv: list[str] | None = None) -> int:

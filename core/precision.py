@@ -3,7 +3,7 @@
 ``--precision auto`` (the default) means bf16 autocast on CUDA. On a CPU it means whichever of fp32 and bf16
 ran faster on this machine: a run times a few of its own optimisation steps on a real batch in each (then
 restores the weights, optimiser states and random state, so the run itself is unchanged), and inference times
-a real forward pass once per network shape and process. Whether the CPU has bf16 instructions
+a real forward pass once per network and image shape in a process. Whether the CPU has bf16 instructions
 (:func:`cpu_has_fast_bf16`) is recorded beside the figures for information; the choice is the measurement's.
 """
 
@@ -170,11 +170,10 @@ def _device_of(net: nn.Module, sample: torch.Tensor) -> torch.device:
 
 
 def inference_key(net: nn.Module, sample: torch.Tensor) -> tuple:
-    """What an inference measurement depends on: the network's kind and shapes, the input's image shape, the
-    device and the calling thread's torch thread count."""
+    """What an inference measurement is kept for: the network's kind and shapes, the input's image shape and the
+    device. Not the thread count, so that a network predicts alike on worker threads and in the caller's."""
     shapes = tuple(tuple(p.shape) for p in net.parameters())
-    return (type(net).__qualname__, shapes, tuple(sample.shape[1:]), str(_device_of(net, sample)),
-            torch.get_num_threads())
+    return type(net).__qualname__, shapes, tuple(sample.shape[1:]), str(_device_of(net, sample))
 
 
 @contextlib.contextmanager
@@ -192,7 +191,7 @@ def inference_precision(net: nn.Module, sample: torch.Tensor, precision: str = "
                         repeats: int = 3) -> str:
     """The precision to run ``net`` in: the setting, or (``auto``) bf16 on CUDA and, on a CPU, the faster of
     fp32 and bf16 on a real forward pass of ``sample``, measured once per network shape, input image shape
-    and thread count in this process (see :func:`inference_figures`)."""
+    and device in this process (see :func:`inference_figures`)."""
     device = _device_of(net, sample)
     fixed = _fixed(precision, device)
     if fixed is not None:

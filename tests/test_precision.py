@@ -233,7 +233,7 @@ def test_bf16_predictions_agree_with_fp32_within_the_tolerance(test_images, name
     assert abs(a["mae_rgb"] - b["mae_rgb"]) <= INFER_METRIC_TOLERANCE
 
 
-def test_inference_is_measured_once_per_network_shape_and_thread_count(monkeypatch):
+def test_inference_is_measured_once_per_network_and_image_shape(monkeypatch):
     from core.networks import UNet
 
     precision.forget_inference_measurements()
