@@ -34,14 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.colour import AB_SCALE, L_SCALE, uint8_to_model  # noqa: E402
-from core.evaluate import evaluate, model_space, predictions  # noqa: E402
-from core.metrics import AB_TOLERANCE, METRICS, PSNR_CAP, aggregate, per_image_metrics  # noqa: E402
-from core.precision import cpu_has_fast_bf16, forget_inference_measurements, inference_figures  # noqa: E402
+from core.colour import AB_SCALE, L_SCALE, uint8_to_model
+from core.evaluate import evaluate, model_space, predictions
+from core.metrics import AB_TOLERANCE, METRICS, PSNR_CAP, aggregate, per_image_metrics
+from core.precision import cpu_has_fast_bf16, forget_inference_measurements, inference_figures
 
 ROOT = Path(__file__).resolve().parents[1]
+
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 SHIPPED = [ROOT / "checkpoints" / f"{name}.pt" for name in ("unet", "dcgan", "nogan")]
 INFERENCE_TARGET_S = 15.0

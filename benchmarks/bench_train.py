@@ -47,11 +47,7 @@ import torch.nn.functional as F
 from skimage.color import rgb2lab
 from torch.utils.data import DataLoader, Dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/bench_train.py` puts benchmarks/ first on the path, not the root
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.engine_bench import (  # noqa: E402
+from benchmarks.engine_bench import (
     EngineStep,
     Result,
     build_for_bench,
@@ -62,13 +58,15 @@ from benchmarks.engine_bench import (  # noqa: E402
     phase_names,
     timed,
 )
-from core.colour import AB_SCALE, L_SCALE  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.methods import method_names  # noqa: E402
-from core.networks import UNet  # noqa: E402
-from core.precision import CANDIDATES, choose_precision, cpu_has_fast_bf16  # noqa: E402
-from core.sources import load_dataset  # noqa: E402
-from core.train import Tensors, default_threads, train  # noqa: E402
+from core.colour import AB_SCALE, L_SCALE
+from core.config import TrainConfig
+from core.methods import method_names
+from core.networks import UNet
+from core.precision import CANDIDATES, choose_precision, cpu_has_fast_bf16
+from core.sources import load_dataset
+from core.train import Tensors, default_threads, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 FAST_BF16_TARGET = 2.0  # engine / reference on a CPU with AMX or AVX-512 bf16

@@ -23,11 +23,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.engine_bench import (  # noqa: E402
+from benchmarks.engine_bench import (
     EngineStep,
     build_for_bench,
     counted_flops,
@@ -35,10 +31,12 @@ from benchmarks.engine_bench import (  # noqa: E402
     phase_names,
     timed,
 )
-from core.config import TrainConfig  # noqa: E402
-from core.methods import method_names  # noqa: E402
-from core.precision import choose_precision  # noqa: E402
-from core.train import Tensors, default_threads, select_device  # noqa: E402
+from core.config import TrainConfig
+from core.methods import method_names
+from core.precision import choose_precision
+from core.train import Tensors, default_threads, select_device
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCHIVES = [ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz", ROOT / "shared" / "data" / "cifar10-jpeg.tar.gz",
             ROOT / "data" / "cifar10-jpeg.tar.gz"]

@@ -10,6 +10,7 @@
 # or `sample` for the bundled sample. Settings (environment): PY (python3), TORCHRUN (PY -m torch.distributed.run).
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # core and benchmarks import without an install
 PY=${PY:-python3}
 start=$(date +%s)
 ARCHIVE=""
@@ -29,7 +30,7 @@ SOURCE=()
 if [ -n "$ARCHIVE" ]; then
   SOURCE=(--source "$ARCHIVE")
 fi
-$PY benchmarks/gpu_check.py ${SOURCE[@]+"${SOURCE[@]}"} "$@" || exit $?
+$PY -m benchmarks.gpu_check ${SOURCE[@]+"${SOURCE[@]}"} "$@" || exit $?
 
 GPUS=$($PY -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
 if [ "${GPUS:-0}" -gt 1 ]; then

@@ -37,7 +37,7 @@ def test_gpu_check_prints_every_figure_on_the_tiny_setting():
 
 def test_gpu_check_refuses_to_run_without_data(tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--source", str(tmp_path / "none.tar.gz"),
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--source", str(tmp_path / "none.tar.gz"),
                         "--tiny"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert "none.tar.gz" in r.stderr
