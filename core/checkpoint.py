@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +20,14 @@ class CheckpointError(Exception):
     """A checkpoint file is missing, unreadable or not one of this project's."""
 
 
+def _first_line(error: BaseException) -> str:
+    """The first sentence of an error's message, on one line (torch's messages run to paragraphs)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, pickle.UnpicklingError) and "error:" in text:  # torch's advice first, the cause after
+        text = text.rsplit("error:", 1)[1].split(" Check the documentation")[0].strip()
+    return text.split(". ")[0][:160]
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
     """``torch.save`` through :func:`core.atomic.atomic_write`: never a half-written checkpoint."""
     return atomic_write(path, lambda f: torch.save(payload, f))
@@ -28,9 +39,16 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run directory")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is not usable
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+        with warnings.catch_warnings():  # torch's warnings about a file's pickle protocol are not the user's to read
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is not usable; say which kind, in one line
+        wanted = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if wanted:  # weights-only loading met an object other than tensors and plain data
+            raise CheckpointError(f"{path} is not a readable checkpoint: it asks to build {wanted.group(1)}, and "
+                                  "only tensors and plain data are loaded (anything else could run code)") from e
+        raise CheckpointError(f"{path} is not a readable checkpoint (damaged, truncated or not a torch file: "
+                              f"{_first_line(e)})") from e
     if not isinstance(payload, dict) or payload.get("format") not in (FORMAT_TRAINING, FORMAT_WEIGHTS):
         raise CheckpointError(f"{path} is not a checkpoint of this project (no 'format' field it knows)")
     return payload
@@ -56,9 +74,10 @@ def weights_payload(checkpoint: dict, half: bool = False) -> dict:
 
 
 def generator_state(payload: dict) -> dict[str, torch.Tensor]:
-    """The generator's float32 state dict from either kind of checkpoint."""
-    if payload["format"] == FORMAT_WEIGHTS:
-        sd = payload["generator"]
-    else:
-        sd = payload["state"]["nets"]["generator"]
-    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    """The generator's float32 state dict from either kind of checkpoint (CheckpointError when it has none)."""
+    try:
+        sd = payload["generator"] if payload["format"] == FORMAT_WEIGHTS else payload["state"]["nets"]["generator"]
+        return {str(k): v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError("the checkpoint holds no generator weights (a tensor for each name); it is damaged or "
+                              "not a colorizer") from None

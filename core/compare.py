@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core.colour import AB_SCALE, image_stats, uint8_to_model
 from core.figures import enlarge, image_grid, picture_rows
-from core.inference import picture_rgb
+from core.inference import PictureError, open_picture, picture_rgb  # noqa: F401 - PictureError: pages catch it here
 from core.metrics import METRICS, per_image_metrics
 
 PAGE_SIZE = 8
@@ -142,10 +142,6 @@ def grid_png(rows: list[list[np.ndarray]], titles: Sequence[str], scale: int = G
 
 
 # --- pictures ---------------------------------------------------------------------------------------
-class PictureError(ValueError):
-    """A file that cannot be read as a picture."""
-
-
 @dataclass
 class Picture:
     """An uploaded picture as RGB, whether it has colour, and its size before any reduction."""
@@ -180,22 +176,17 @@ def limit_size(image: Image.Image, max_side: int | None) -> Image.Image:
 
 
 def read_picture(data: bytes, name: str = "picture", max_side: int | None = MAX_SIDE) -> Picture:
-    """Decode uploaded bytes into a :class:`Picture`; raises :class:`PictureError` with a one-line reason."""
-    if not data:
-        raise PictureError(f"{name}: the file is empty")
+    """Decode uploaded bytes into a :class:`Picture`; raises :class:`PictureError` with a one-line reason that
+    names the file (see :func:`core.inference.open_picture`)."""
+    im = open_picture(data, name)
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            size = im.size
-            rgb = picture_rgb(im)
-            if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-                raise ValueError("the picture has no pixels")
-            rgb = np.array(limit_size(Image.fromarray(rgb), max_side))
-    except Exception as e:  # Pillow raises many kinds of error for damaged or unusual files
-        raise PictureError(f"{name}: not a readable picture ({type(e).__name__}: {str(e)[:120]}); "
-                           f"upload a PNG, JPEG, WebP, BMP or TIFF file") from e
-    return Picture(name, rgb, is_colour(rgb), size)
+        rgb = np.array(limit_size(Image.fromarray(picture_rgb(im)), max_side))
+    except PictureError:
+        raise
+    except Exception as e:  # a mode or depth the conversion does not take
+        raise PictureError(f"{name}: not a readable picture ({type(e).__name__} while converting its "
+                           f"{im.mode} pixels); upload a PNG, JPEG, WebP, BMP or TIFF file") from None
+    return Picture(name, rgb, is_colour(rgb), im.size)
 
 
 def score_picture(colorized: np.ndarray, original: np.ndarray, max_side: int | None = SCORE_SIDE) -> dict[str, float]:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.access import check_name
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
 from core.metrics import SELECTIONS
@@ -68,6 +69,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
     from core.evaluate import evaluate
     from core.inference import load_colorizer
 
+    name = check_name(name, "--name")  # the shipped files stay in their folder: no '/', '..' or hidden names
     run = RunDir(Path(run_dir))
     chosen = Path(checkpoint) if checkpoint else run.best
     if not chosen.is_file():
@@ -128,7 +130,7 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="run directory whose best.pt ships")
-    p.add_argument("--name", required=True, help="file name without .pt, e.g. unet")
+    p.add_argument("--name", required=True, help="file name without .pt, e.g. unet (letters, digits, '.', '_', '-')")
     p.add_argument("--source", help="evaluate on this source's test part for the card")
     p.add_argument("--part", default="test", choices=("test", "val"))
     p.add_argument("--limit", type=int)

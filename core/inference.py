@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.checkpoint import CheckpointError, generator_state, load_checkpoint
 from core.colour import gray_images, lab_to_rgb, rgb_to_lab, rgb_to_uint8, uint8_to_model
+from core.limits import MAX_PIXELS, max_pixels, too_many_pixels
 from core.methods import build_generator, method_names
 from core.precision import PRECISIONS, autocast_for, inference_precision
 from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, find_runs
@@ -68,6 +71,22 @@ def _card(path: Path) -> dict:
     return {}
 
 
+def check_checkpoint_config(config: dict, method: str, path: str | Path) -> None:
+    """Refuse a checkpoint whose configuration lies outside TrainConfig's and the method's option ranges (a width
+    of 100000 would build a network too large for any memory) with a CheckpointError naming the setting."""
+    from core.config import ConfigError, common_options
+    from core.methods import get_method
+
+    options = {o.name: o for o in common_options()} | {o.name: o for o in get_method(method).options}
+    for key, value in config.items():
+        if key in options and value is not None:
+            try:
+                options[key].check(value)
+            except ConfigError as e:
+                raise CheckpointError(f"{path}: its configuration is out of range ({e}); this is not a checkpoint "
+                                      "this project trains, so it is not loaded") from None
+
+
 def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: str | None = None,
                    precision: str = "auto") -> Colorizer:
     """A colorizer from a run directory (its best.pt, else last.pt) or a checkpoint file of either format;
@@ -89,15 +108,21 @@ def load_colorizer(spec: str | Path, device: str | torch.device = "cpu", name: s
         raise CheckpointError(f"{path} holds a {method!r} model, not a colorizer "
                               f"({', '.join(method_names(colorizers_only=True))})")
     config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+    check_checkpoint_config(config, method, path)
+    try:
+        state = generator_state(payload)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     net = build_generator(method, config)
     try:
-        net.load_state_dict(generator_state(payload))
+        net.load_state_dict(state)
     except RuntimeError as e:
+        detail = " ".join(str(e).split())[:160]
         raise CheckpointError(f"{path}: weights do not fit a width-{config.get('width')} {method} generator "
-                              f"({str(e)[:160]})") from e
+                              f"({detail})") from e
     dev = torch.device(device)
     net = net.to(dev, memory_format=torch.channels_last).eval()
-    info = {"config": payload["config"], "metrics": payload.get("metrics", {}), "step": payload.get("step"),
+    info = {"config": config, "metrics": payload.get("metrics", {}), "step": payload.get("step"),
             "epoch": payload.get("epoch"), "phase": payload.get("phase"), "card": _card(path)}
     return Colorizer(name or default_name, method, net, str(path), info, dev, precision)
 
@@ -134,8 +159,54 @@ def available_models(checkpoint_dir: str | Path | None = None, runs_dir: str | P
     return out
 
 
+class PictureError(ValueError):
+    """A file that cannot be read as a picture; the message names the file and says why."""
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+
+
+def _unreadable(error: Exception) -> str:
+    """Why Pillow could not read a picture, in plain words (its messages name Python objects, not files)."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a picture format this reads"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"its header asks for more than {max_pixels() / 1e6:g} megapixels ({MAX_PIXELS.env})"
+    text = " ".join(_OBJECT_REPR.sub("the file", str(error)).split())
+    if "truncated" in text.lower() or isinstance(error, EOFError):
+        return "the file is truncated"
+    return text[:120] or "the file is damaged"
+
+
+def open_picture(data: bytes, name: str = "picture") -> Image.Image:
+    """Uploaded bytes as a loaded Pillow picture with its EXIF orientation applied; PictureError naming ``name``
+    for an empty or unreadable file, or one whose header asks for more pixels than ``COLORIZE_MAX_PIXELS`` (checked
+    before any pixel is decoded)."""
+    if not data:
+        raise PictureError(f"{name}: the file is empty; upload a PNG, JPEG, WebP, BMP or TIFF file")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if why := too_many_pixels(*im.size):
+                raise PictureError(f"{name}: {why}; reduce the picture before uploading it")
+            im.load()
+            picture = ImageOps.exif_transpose(im)
+            if picture is im:
+                picture = im.copy()
+    except PictureError:
+        raise
+    except Exception as e:  # Pillow raises many kinds of error for damaged or unusual files
+        raise PictureError(f"{name}: not a readable picture ({_unreadable(e)}); upload a PNG, JPEG, WebP, BMP or "
+                           "TIFF file") from None
+    if picture.width < 1 or picture.height < 1:
+        raise PictureError(f"{name}: the picture has no pixels; upload another file")
+    return picture
+
+
 def picture_rgb(image: Image.Image) -> np.ndarray:
-    """Any Pillow picture (gray, palette, RGBA, CMYK, 16-bit, float) -> uint8 (H, W, 3); alpha over white."""
+    """Any Pillow picture (gray, palette, RGBA, CMYK, 16-bit, float) -> uint8 (H, W, 3); alpha over white.
+    A picture larger than ``COLORIZE_MAX_PIXELS`` is refused (PictureError) before its pixels are read."""
+    if why := too_many_pixels(*image.size):
+        raise PictureError(f"{getattr(image, 'filename', '') or 'picture'}: {why}; reduce it first")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(image, dtype=np.float64)
         top = float(arr.max()) if arr.size else 0.0

@@ -7,16 +7,14 @@ curves, deletion) live there too.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from core.access import AccessError, check_name, check_source
 from core.config import ConfigError, Option
 from core.methods import get_method, method_names
 from core.runs import JobError, RunDir, default_runs_dir
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 # --- a new run ---------------------------------------------------------------------------------------
@@ -81,6 +79,10 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
     source = form.source.strip()
     if not source:
         raise JobError("the data source is empty; write sample, cifar10, or a folder/archive path")
+    try:
+        check_source(source)
+    except AccessError as e:
+        raise JobError(str(e)) from None
     for label, value, low in (("epochs", form.epochs, 1), ("width", form.width, 1), ("batch size", form.batch_size, 1),
                               ("image limit", form.limit, 0), ("validation limit", form.val_limit, 0),
                               ("seed", form.seed, 0)):
@@ -107,8 +109,10 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
             if not (root / name).exists():
                 break
             name = f"{base}-{i}"
-    if not NAME_PATTERN.match(name):
-        raise JobError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-' (no spaces or '/')")
+    try:
+        check_name(name, "run name")
+    except AccessError as e:
+        raise JobError(str(e)) from None
     out = root / name
     if out.exists():
         raise JobError(f"a run named {name!r} already exists in {root}; choose another name")

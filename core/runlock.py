@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ class RunLock:
             who = f"process {holder['pid']}" if holder else "another process"
             raise RunLockedError(f"{self.path.parent} is being trained by {who}; wait for it to end or cancel it "
                                  "first (nothing was changed)") from None
-        info = {"pid": os.getpid(), "start_time": process_start_time(os.getpid()), "locked_at": time.time()}
+        info = {"pid": os.getpid(), "start_time": process_start_time(os.getpid()), "locked_at": time.time(),
+                "host": socket.gethostname()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)
@@ -73,6 +75,15 @@ class RunLock:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+def lock_visible(run_dir: str | Path) -> bool:
+    """Whether this machine can ask the run's lock: it has a lock file taken here (a run of an older version
+    has none, and a run trained on another machine records that machine's name)."""
+    if not (Path(run_dir) / LOCK_NAME).is_file():
+        return False
+    host = (read_holder(run_dir) or {}).get("host")
+    return host is None or host == socket.gethostname()
 
 
 def read_holder(run_dir: str | Path) -> dict | None:

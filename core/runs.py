@@ -2,7 +2,9 @@
 
     RUN_DIR/config.json       the TrainConfig
     RUN_DIR/split.json        the split's indices and parameters
-    RUN_DIR/status.json       state, phase, epoch, step, speed, ETA, message, pid, heart-beat (atomic rewrite)
+    RUN_DIR/status.json       state, phase, epoch, step, speed, ETA, message, pid, heart-beat (atomic rewrite;
+                              written only by the trainer, which holds RUN_DIR/.lock for its whole life)
+    RUN_DIR/launch.json       what start_job launched: command, pid, its start time, when (the dashboard's file)
     RUN_DIR/metrics.jsonl     one JSON object per logged step and per validation
     RUN_DIR/checkpoints/      last.pt and best.pt
     RUN_DIR/samples/          gray | predicted | truth grids of fixed validation images
@@ -11,6 +13,11 @@
 Besides reading and writing one run, this module lists runs, starts and cancels jobs, and answers the queries the
 dashboard and the tools ask of the runs folder (the runs table, curves as long tables, safe deletion), as plain
 data. Nothing keeps state in memory, so a job stays visible after a page reload or a dashboard restart.
+
+A run is ``running`` only while its lock is held (``core.runlock``), or, where the lock cannot be asked (no lock
+file: an older run, or one trained on another machine), while its heart-beat is fresh; otherwise a run whose
+status still says running reads as ``failed (process lost)`` and can be resumed. Cancelling signals only a process
+verified to be the run's trainer (or the very process start_job launched for it), never a pid reused since.
 
 ``python -m core.runs`` does the same from a shell (the scripts in tools/ use it):
 
@@ -33,6 +40,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from core.atomic import atomic_write_text
 from core.config import TrainConfig
+from core.runlock import is_locked, lock_visible, process_start_time, read_holder, verified_trainer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,9 +63,12 @@ STATES = ("starting", "running", "completed", "failed", "cancelled")
 ACTIVE = ("starting", "running")
 FINAL = ("completed", "failed", "cancelled")
 HEARTBEAT_STALE_S = 60.0
+LAUNCH_GRACE_S = 5.0  # a launch this recent reads as starting even before its process can be seen
 VAL_METRICS = ("auc_ab", "colorfulness_ratio", "val_loss", "accuracy")
 RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started", "best_metric", "best_value")
 STEP_META = ("type", "step", "epoch", "phase", "time")
+LAUNCH_NAME = "launch.json"
+LOST = "failed (process lost)"
 
 
 class JobError(ValueError):
@@ -100,6 +112,7 @@ class RunDir:
     config = property(lambda self: self.path / "config.json")
     split = property(lambda self: self.path / "split.json")
     status_file = property(lambda self: self.path / "status.json")
+    launch_file = property(lambda self: self.path / LAUNCH_NAME)
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     last = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -117,21 +130,57 @@ class RunDir:
         return status
 
     def status(self) -> dict:
-        """The last status written (empty when none), with ``stale`` set if a running job stopped beating."""
+        """The last status written by the trainer (empty when none)."""
         try:
             status = json.loads(self.status_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
-        return status
+        return status if isinstance(status, dict) else {}
+
+    def launch(self) -> dict:
+        """What :func:`start_job` recorded of the process it launched here (command, pid, started); empty if none."""
+        try:
+            launch = json.loads(self.launch_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return launch if isinstance(launch, dict) else {}
 
     def live_status(self) -> dict:
-        """Status as a reader should show it: an active job whose process is gone reads as ``failed``."""
-        status = self.status()
-        if status.get("state") in ACTIVE:
-            pid = status.get("pid")
-            alive = isinstance(pid, int) and pid_alive(pid)
-            if not alive and time.time() - float(status.get("heartbeat", 0)) > 5:
-                status = status | {"state": "failed", "message": "the training process ended without a final status"}
+        """Status as a reader should show it, from the lock, the launched process and the heart-beat.
+
+        Lock held: the trainer's status (``starting`` until it reports). Not held: ``starting`` while the process
+        start_job launched still runs and has not reported; a status that says running is believed only where no
+        lock can be asked here and the heart-beat is fresh, else it is ``failed`` with ``lost`` set. A launch that
+        ended before reporting is shown with the last error line of its log.
+        """
+        status, launch = self.status(), self.launch()
+        state = status.get("state")
+        if is_locked(self.path):
+            holder = read_holder(self.path) or {}
+            if state in ACTIVE or (state in FINAL and _number(status.get("heartbeat")) >= _number(
+                    holder.get("locked_at"))):
+                return status  # running, or ending: its final status is written and it is closing
+            return status | {"state": "starting", "pid": holder.get("pid"),
+                             "message": "the training process has started and is preparing"}
+        launched_since = bool(launch) and _number(launch.get("started")) > _number(status.get("heartbeat"))
+        pending = launched_pid(launch)
+        just_launched = launched_since and time.time() - _number(launch.get("started")) < LAUNCH_GRACE_S
+        if (pending is not None and (launched_since or not state)) or (pending is None and just_launched):
+            return status | {"state": "starting", "pid": pending or launch.get("pid"), "started": status.get(
+                "started", launch.get("started")), "message": f"starting (process {launch.get('pid')})"}
+        if state in ACTIVE:
+            age = time.time() - _number(status.get("heartbeat"))
+            if age <= HEARTBEAT_STALE_S and not lock_visible(self.path):
+                return status  # no lock to ask from here: the fresh heart-beat says it is alive
+            return status | {"state": "failed", "lost": True, "message": "process lost: the training process ended "
+                             f"without a final status (last heart-beat {age:.0f} s ago); resume continues from its "
+                             "last checkpoint"}
+        if launched_since:  # a start or resume that ended before the trainer reported
+            why = last_error(self.log_tail(20))
+            if not state:
+                return status | {"state": "failed", "started": launch.get("started"),
+                                 "message": f"the training process ended before it reported: {why}"}
+            return status | {"message": f"the last resume ended before it reported: {why}"}
         return status
 
     def append_metrics(self, record: dict) -> None:
@@ -182,15 +231,45 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _number(x: object) -> float:
+    """A status field as a number (0 when missing or not a number)."""
+    return float(x) if _finite(x) else 0.0
+
+
+def launched_pid(launch: Mapping) -> int | None:
+    """The pid :func:`start_job` launched, while that very process still runs on this machine (same start time,
+    so a pid reused by another process does not count); None otherwise."""
+    pid = launch.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or launch.get("host") not in (None, socket.gethostname()):
+        return None
+    if not pid_alive(pid):
+        return None
+    started = launch.get("pid_start_time")
+    if started is not None and process_start_time(pid) != started:
+        return None
+    return pid
+
+
+def last_error(log: str) -> str:
+    """The line of a job's log that says why it stopped: its last ``error:`` line, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    text = (errors or lines or ["it wrote no output"])[-1]
+    return text.removeprefix("error:").strip()[:300]
+
+
 def _is_run(path: Path, require_config: bool = False) -> bool:
-    """Whether ``path`` is a run directory: it holds a config, or (unless ``require_config``) a status."""
+    """Whether ``path`` is a run directory: it holds a config, or (unless ``require_config``) a status or a launch
+    record."""
     return path.is_dir() and ((path / "config.json").is_file()
-                              or (not require_config and (path / "status.json").is_file()))
+                              or (not require_config and ((path / "status.json").is_file()
+                                                          or (path / LAUNCH_NAME).is_file())))
 
 
 def find_runs(runs_dir: str | Path | None = None, require_config: bool = False) -> list[RunDir]:
-    """Run directories in ``runs_dir``, newest first by start time: those with a config or a status (a job just
-    started has only the status), or with ``require_config`` only those that saved their configuration."""
+    """Run directories in ``runs_dir``, newest first by start time: those with a config, a status or a launch
+    record (a job just started has only that), or with ``require_config`` only those that saved their
+    configuration."""
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if not root.is_dir():
         return []
@@ -199,10 +278,10 @@ def find_runs(runs_dir: str | Path | None = None, require_config: bool = False) 
 
 
 def _started(run: RunDir) -> float:
-    started = run.status().get("started")
+    started = run.status().get("started") or run.launch().get("started")
     if isinstance(started, (int, float)):
         return float(started)
-    for f in (run.config, run.status_file):
+    for f in (run.config, run.status_file, run.launch_file):
         if f.is_file():
             return f.stat().st_mtime
     return 0.0
@@ -247,25 +326,49 @@ def launch_process(cmd: Sequence[str], log_path: Path) -> int:
 
 
 def start_job(args: dict[str, object], launcher: Launcher = launch_process) -> tuple[RunDir, list[str], int]:
-    """Start a training job for ``args`` (which must hold ``out``) as a separate process; returns its run."""
+    """Start a training job for ``args`` (which must hold ``out``) as a separate process; returns its run.
+
+    The trainer alone writes status.json; this records what it launched in launch.json. Resuming a run that a
+    live process trains, or that a launch is still starting, is refused with a JobError and changes nothing.
+    """
     run = RunDir(Path(str(args["out"])))
     cmd = train_command(args)
-    if not args.get("resume"):
+    if args.get("resume"):
+        if is_locked(run.path):
+            pid = verified_trainer(run.path)
+            raise JobError(f"{run.id} is being trained by {f'process {pid}' if pid else 'another process'}; wait for "
+                           "it to end or cancel it first (nothing was changed)")
+        if (pending := launched_pid(run.launch())) is not None:
+            raise JobError(f"{run.id} is already starting (process {pending}); wait for it (nothing was changed)")
+    else:
         run.path.mkdir(parents=True, exist_ok=False)
-    run.write_status(state="starting", message="starting", command=cmd, started=time.time())
+    started = time.time()
     pid = launcher(cmd, run.log)
-    if run.status().get("state") == "starting":  # the job has not reported yet: record its pid for liveness
-        run.write_status(pid=pid)
+    atomic_write_text(run.launch_file, json.dumps({"command": cmd, "pid": pid, "pid_start_time": process_start_time(
+        pid), "started": started, "host": socket.gethostname()}))
     return run, cmd, pid
 
 
+def cancel_target(run: RunDir) -> int | None:
+    """The process a cancel may signal: the run's verified trainer (lock held, same pid and start time), else the
+    very process start_job launched for it while it has not taken the lock yet; None when there is neither."""
+    pid = verified_trainer(run.path)
+    if pid is None and not is_locked(run.path):
+        pid = launched_pid(run.launch())
+    return pid
+
+
 def cancel_job(run: RunDir) -> bool:
-    """Ask a running job to stop (SIGTERM: it saves last.pt and ends as cancelled)."""
-    pid = run.status().get("pid")
-    if isinstance(pid, int) and pid_alive(pid):
+    """Ask a running job to stop (SIGTERM: it saves last.pt and ends as cancelled); signals nothing, and returns
+    False, unless :func:`cancel_target` finds its process."""
+    pid = cancel_target(run)
+    if pid is None:
+        return False
+    try:
         os.kill(pid, signal.SIGTERM)
-        return True
-    return False
+    except ProcessLookupError:  # it ended meanwhile
+        return False
+    return True
 
 
 # --- queries: what a run was started with, how far it got, its best validation --------------------------
@@ -276,7 +379,7 @@ def run_config(run: RunDir) -> dict:
             return TrainConfig.load(run.config).to_dict()
         except (OSError, ValueError, TypeError):
             pass
-    return command_options(run.status().get("command") or [])
+    return command_options(run.launch().get("command") or run.status().get("command") or [])
 
 
 def command_options(cmd: Sequence[str]) -> dict[str, object]:
@@ -340,9 +443,17 @@ def is_active(status: Mapping) -> bool:
     return status.get("state") in ACTIVE
 
 
+def state_label(status: Mapping) -> str:
+    """A live status's state as shown: ``failed (process lost)`` for a trainer that vanished, else the state."""
+    return LOST if status.get("lost") else str(status.get("state") or "unknown")
+
+
 def run_state(run: RunDir, status: Mapping) -> str:
-    """The run's state as listed: its status's, else unknown (a config, no state) or starting (nothing yet)."""
-    return str(status.get("state") or ("unknown" if run.exists() else "starting"))
+    """The run's state as listed: its status's (see :func:`state_label`), else unknown (a config, no state) or
+    starting (nothing yet)."""
+    if status.get("state"):
+        return state_label(status)
+    return "unknown" if run.exists() else "starting"
 
 
 def run_row(run: RunDir) -> dict[str, object]:
@@ -415,8 +526,9 @@ def delete_run(run: RunDir, runs_dir: str | Path | None = None) -> None:
     path = run.path.resolve()
     if path.parent != root:
         raise JobError(f"{run.path} is not a run in {root}; nothing deleted")
-    if not (run.config.is_file() or run.status_file.is_file()):
-        raise JobError(f"{run.path} is not a run directory (no config.json or status.json); nothing deleted")
+    if not (run.config.is_file() or run.status_file.is_file() or run.launch_file.is_file()):
+        raise JobError(f"{run.path} is not a run directory (no config.json, status.json or {LAUNCH_NAME}); nothing "
+                       "deleted")
     status = run.live_status()
     if is_active(status):
         raise JobError(f"{run.id} is {status['state']}; cancel it and wait for it to stop before deleting")
@@ -504,11 +616,12 @@ def _cancel_command(args: argparse.Namespace) -> int:
         print(f"nothing to cancel: no active run named or starting with {args.name!r}")
     failed = 0
     for run in runs:
-        pid = run.status().get("pid")
-        if cancel_job(run):
+        pid = cancel_target(run)
+        if pid is not None and cancel_job(run):
             print(f"cancelling {run.id} (SIGTERM to process {pid}; it saves last.pt and ends as cancelled)")
         else:
-            print(f"error: {run.id} could not be cancelled: its process is not known or not running", file=sys.stderr)
+            print(f"error: {run.id} could not be cancelled: no process on this machine is verified to be its trainer "
+                  "(nothing was signalled)", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 

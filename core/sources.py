@@ -29,13 +29,16 @@ Returned arrays are ordinary writable numpy arrays, also when they come from the
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -51,6 +54,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from core import limits
+
 __all__ = [
     "DataSourceError", "Part", "Dataset", "load_dataset", "cache_key", "default_cache_dir",
     "sample_path", "resolve_source",
@@ -65,6 +70,7 @@ CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
 CHUNK = 1024  # images per decode task
 POOL_MIN_CHUNKS = 4  # decode in worker processes only for sources larger than this many chunks
 GZIP_IN_MEMORY_MAX = 256 << 20  # gzip archives up to this size are inflated in memory (fast member access)
+GZIP_INFLATED_MAX = 512 << 20  # ... unless they inflate to more than this; those are read as a stream
 
 
 class DataSourceError(Exception):
@@ -286,6 +292,8 @@ def _decode_image(data: bytes | str, size: int) -> np.ndarray | None:
     """Decode one encoded image (bytes, or a file path) to uint8 (size, size, 3); None if it is not one."""
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+            if limits.too_many_pixels(*im.size):  # from the header, before any pixel is decoded
+                return None
             if im.size != (size, size) and im.format == "JPEG":
                 im.draft("RGB", (size, size))  # DCT-domain downscale, still >= size on both sides
             if "exif" in im.info:
@@ -456,8 +464,13 @@ def _clean_name(name: str) -> str | None:
 
 
 def _list_folder(root: Path) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime_ns) of the visible files under root, sorted by path."""
+    """(relative path, size, mtime_ns) of the visible regular files under root, sorted by path.
+
+    Pipes, sockets and devices are left out (opening a pipe waits for a writer), and so are links whose target
+    is not a regular file inside ``root``; linked folders are not entered.
+    """
     rows = []
+    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
         for fn in filenames:
@@ -465,62 +478,200 @@ def _list_folder(root: Path) -> list[tuple[str, int, int]]:
                 continue
             full = os.path.join(dirpath, fn)
             try:
-                st = os.stat(full)
-            except OSError:
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.path.realpath(full)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        continue  # a link that leaves the source folder
+                    st = os.stat(target)
+            except (OSError, ValueError):
                 continue
-            rows.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+            if stat.S_ISREG(st.st_mode):
+                rows.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     rows.sort()
     return rows
 
 
+def _member_name(name: str, archive: Path) -> str | None:
+    """An archive member's name as a relative posix path (None: hidden or macOS metadata); DataSourceError for a
+    name that points outside the archive (absolute, a drive, or a '..' part)."""
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:/", raw) or ".." in raw.split("/"):
+        raise DataSourceError(f"archive {archive} has a member named {name!r} that points outside the archive; "
+                              "nothing was read: repack it with relative member names")
+    return _clean_name(raw)
+
+
+def _tar_info_class() -> tuple[type[tarfile.TarInfo], list[bool]]:
+    """A TarInfo class that notes when a header block is all zeros (the end-of-archive marker), and its note.
+
+    tarfile ends its iteration quietly at the end of the data too, so a tar cut at a member boundary would
+    otherwise read as a smaller, complete archive."""
+    ended: list[bool] = []
+
+    class _Info(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
+                ended.append(True)
+            return super().frombuf(buf, encoding, errors)
+
+    return _Info, ended
+
+
+class _CappedStream:
+    """A read-only stream over a decompressed archive that refuses to read past the archive cap."""
+
+    def __init__(self, stream: io.BufferedIOBase, path: Path) -> None:
+        self.stream, self.path, self.total = stream, path, 0
+        self.cap = limits.max_archive_bytes()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(self.cap + 1 - self.total if n is None or n < 0 else n)
+        self.total += len(data)
+        if self.total > self.cap:
+            raise DataSourceError(f"cannot read tar archive {self.path}: "
+                                  + limits.too_large("it", self.total, limits.MAX_ARCHIVE))
+        return data
+
+    def drain(self) -> None:
+        """Read to the end, so a compressed stream cut short (or too large) is noticed."""
+        while self.read(1 << 20):
+            pass
+
+
+_DECOMPRESSORS = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
+
+
+def _tar_members(tf: tarfile.TarFile, path: Path) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """The regular-file members of a tar to read, with their cleaned names; refuses names that leave the archive
+    and members past the member cap."""
+    member_cap = limits.max_member_bytes()
+    for m in tf:
+        name = _member_name(m.name, path)
+        if name is None or not m.isreg():
+            continue
+        if m.size > member_cap:
+            raise DataSourceError(f"cannot read tar archive {path}: "
+                                  + limits.too_large(f"member {m.name}", m.size, limits.MAX_MEMBER))
+        yield m, name
+
+
+def _truncated(path: Path, kind: str = "tar") -> DataSourceError:
+    return DataSourceError(f"cannot read {kind} archive {path}: it ends before its end-of-archive marker (truncated "
+                           "or damaged); nothing was loaded: check the file or copy it again")
+
+
 def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Every regular member of a tar (plain, gzip, bzip2 or xz) as (name, bytes), one at a time, within the
+    member and archive caps; a tar that ends without its end-of-archive marker is an error."""
     with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b" and path.stat().st_size <= GZIP_IN_MEMORY_MAX:
+        magic = f.read(6)
+    total_cap = limits.max_archive_bytes()
+    if magic[:2] == b"\x1f\x8b" and path.stat().st_size <= GZIP_IN_MEMORY_MAX:
         # Inflating once and slicing members out of the buffer is about twice as fast as tarfile's streams.
         with gzip.open(path, "rb") as g:
-            raw = g.read()
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
-            for m in tf:
-                name = _clean_name(m.name) if m.isreg() else None
-                if name is not None:
-                    yield name, (raw[m.offset_data:m.offset_data + m.size] if not m.issparse()
-                                 else tf.extractfile(m).read())
-        return
-    with tarfile.open(path, mode="r|*") as tf:
-        for m in tf:
-            name = _clean_name(m.name) if m.isreg() else None
-            if name is not None:
+            raw = g.read(min(total_cap, GZIP_INFLATED_MAX) + 1)
+        if len(raw) > total_cap:
+            raise DataSourceError(f"cannot read tar archive {path}: "
+                                  + limits.too_large("it", len(raw), limits.MAX_ARCHIVE))
+        if len(raw) <= GZIP_INFLATED_MAX:
+            info, ended = _tar_info_class()
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", tarinfo=info) as tf:
+                for m, name in _tar_members(tf, path):
+                    if m.issparse():
+                        yield name, tf.extractfile(m).read()
+                    elif m.offset_data + m.size > len(raw):
+                        raise _truncated(path)
+                    else:
+                        yield name, raw[m.offset_data:m.offset_data + m.size]
+            if not ended:
+                raise _truncated(path)
+            return
+        del raw  # larger once inflated than is worth holding: read it as a stream below
+    opener = next((fn for prefix, fn in _DECOMPRESSORS if magic.startswith(prefix)), None)
+    with (opener(path, "rb") if opener else open(path, "rb")) as stream:
+        capped = _CappedStream(stream, path)
+        info, ended = _tar_info_class()
+        with tarfile.open(fileobj=capped, mode="r|", tarinfo=info) as tf:
+            for m, name in _tar_members(tf, path):
                 yield name, tf.extractfile(m).read()
+        if not ended:
+            raise _truncated(path)
+        capped.drain()
 
 
-def _iter_zip(zf: zipfile.ZipFile, infos: list[tuple[str, zipfile.ZipInfo]]) -> Iterator[tuple[str, bytes]]:
+def _iter_zip(zf: zipfile.ZipFile, infos: list[tuple[str, zipfile.ZipInfo]], path: Path | None = None,
+              ) -> Iterator[tuple[str, bytes]]:
+    """Every listed member of a zip as (name, bytes), within the member and archive caps; a damaged or
+    encrypted member is an error naming it."""
+    where = path or zf.filename
+    member_cap, total_cap = limits.max_member_bytes(), limits.max_archive_bytes()
+    total = 0
     for name, info in infos:
         try:
-            data = zf.read(info)
-        except Exception:  # a damaged or encrypted member is an undecodable file
-            data = b""
+            with zf.open(info) as f:
+                data = f.read(member_cap + 1)
+        except Exception as e:  # noqa: BLE001 - bad CRC, encryption, unknown compression: the archive is unusable
+            why = "it is encrypted" if "encrypted" in str(e) else f"{type(e).__name__}: {e}"
+            raise DataSourceError(f"cannot read zip archive {where}: member {info.filename} cannot be read ({why}); "
+                                  "nothing was loaded: check the file or use a folder") from e
+        if len(data) > member_cap:
+            raise DataSourceError(f"cannot read zip archive {where}: "
+                                  + limits.too_large(f"member {info.filename}", len(data), limits.MAX_MEMBER))
+        total += len(data)
+        if total > total_cap:
+            raise DataSourceError(f"cannot read zip archive {where}: "
+                                  + limits.too_large("it", total, limits.MAX_ARCHIVE))
         yield name, data
+
+
+def _zip_members(zf: zipfile.ZipFile, path: Path) -> list[tuple[str, zipfile.ZipInfo]]:
+    """The file members of a zip to read, checked from its directory first: names that leave the archive and
+    declared sizes past the caps are refused before anything is decompressed."""
+    member_cap, total_cap = limits.max_member_bytes(), limits.max_archive_bytes()
+    infos, total = [], 0
+    for info in zf.infolist():
+        name = _member_name(info.filename, path)
+        if info.is_dir() or name is None:
+            continue
+        if info.file_size > member_cap:
+            raise DataSourceError(f"cannot read zip archive {path}: "
+                                  + limits.too_large(f"member {info.filename}", info.file_size, limits.MAX_MEMBER))
+        total += info.file_size
+        if total > total_cap:
+            raise DataSourceError(f"cannot read zip archive {path}: "
+                                  + limits.too_large("it", total, limits.MAX_ARCHIVE))
+        infos.append((name, info))
+    return infos
 
 
 def _read_items(path: Path, size: int, progress: bool, listing: list[tuple[str, int, int]] | None
                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decode every visible file of a folder or archive: (names, images, ok)."""
+    limits.check_all()  # a malformed cap is one clear error, not every image skipped
     desc = f"decoding {path.name}"
     if path.is_dir():
         rows = listing if listing is not None else _list_folder(path)
         return _decode_stream(((r, str(path / r)) for r, _, _ in rows), size, progress, desc, total=len(rows))
+    if not path.is_file():
+        raise DataSourceError(f"{path} is not a regular file or a folder (a pipe, device or socket is never read); "
+                              "give an image folder or an archive of one")
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
-                infos = [(n, i) for i in zf.infolist() if not i.is_dir() and (n := _clean_name(i.filename))]
-                return _decode_stream(_iter_zip(zf, infos), size, progress, desc, total=len(infos))
+                infos = _zip_members(zf, path)
+                return _decode_stream(_iter_zip(zf, infos, path), size, progress, desc, total=len(infos))
         except (zipfile.BadZipFile, OSError) as e:
             raise DataSourceError(f"cannot read zip archive {path}: {e}; check the file or use a folder") from e
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":  # a zip's first member, but no directory at its end
+            raise DataSourceError(f"cannot read zip archive {path}: it has no directory at its end (truncated or "
+                                  "damaged); nothing was loaded: check the file or copy it again")
     if tarfile.is_tarfile(path):
         try:
             return _decode_stream(_iter_tar(path), size, progress, desc)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
             raise DataSourceError(f"cannot read tar archive {path}: {e}; check the file or use a folder") from e
     raise DataSourceError(f"{path} is not a folder or a supported archive (.tar, .tar.gz, .tgz, .zip); "
                           "give an image folder or an archive of one")

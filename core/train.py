@@ -274,6 +274,8 @@ def open_run(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
             raise TrainingError(f"{run.path} already holds a run; use --resume to continue it or choose another --out")
         checkpoint = load_checkpoint(run.last) if resume and run.last.is_file() else None
         remove_stale_temporaries(run.path, recursive=True)  # interrupted writes of an earlier process
+        if not resume:  # at once, so a process killed from here on leaves a run that --resume continues
+            cfg.save(run.config)
     except BaseException:
         lock.release()
         raise
@@ -345,9 +347,11 @@ class SpeedMeter:
 
 
 def validate_and_keep(method: Method, val: Tensors, keeper: CheckpointKeeper, payload: dict, phase: Phase,
-                      best: Best, sample_name: str, n_samples: int) -> dict[str, float]:
-    """Validate, write the sample grid, keep the generator, replace best.pt when the score improved, then last.pt
-    (the kept files are on disk before last.pt moves past them)."""
+                      best: Best, sample_name: str, n_samples: int,
+                      log: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Validate, write the sample grid, keep the generator, replace best.pt when the score improved, ``log`` the
+    figures, then last.pt (the kept files and the record are on disk before last.pt moves past them, so a run
+    killed at any moment resumes without a gap)."""
     step = int(payload["step"])
     metrics = validate(method, val, select=method.cfg.select)
     payload["metrics"] = metrics
@@ -358,6 +362,8 @@ def validate_and_keep(method: Method, val: Tensors, keeper: CheckpointKeeper, pa
     if phase.keep_best and metrics["score"] > best.score:
         best.score, best.step = metrics["score"], step
         keeper.save_best(payload | {"best_score": best.score, "best_step": best.step})
+    if log is not None:
+        log(metrics)
     keeper.save_last(payload | {"best_score": best.score, "best_step": best.step})
     return metrics
 
@@ -509,10 +515,10 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                     if (step - phase_start) % phase.eval_every == 0 or step == phase_end:
                         name = f"epoch_{round(step / spe):03d}" if phase.eval_every == spe and phase_index == 0 \
                             else f"{phase.name}_step_{step:06d}"
+                        record = {"type": "val", "step": step, "epoch": step / spe, "phase": phase.name}
                         metrics = validate_and_keep(method, val_data, keeper, payload(phase), phase, best, name,
-                                                    cfg.n_samples)
-                        run.append_metrics({"type": "val", "step": step, "epoch": step / spe, "phase": phase.name,
-                                            "time": time.time(), **metrics})
+                                                    cfg.n_samples, lambda m, r=record: run.append_metrics(
+                                                        r | {"time": time.time(), **m}))
                         msg = val_message(step, total, phase.name, metrics)
                         say(msg)
                         run.write_status(message=msg, best_score=best.score, best_step=best.step, last_val=metrics)

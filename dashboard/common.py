@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/Home.py` puts dashboar
 
 import streamlit as st
 
+from core.access import AccessError, check_source
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError
 from core.data import PreparedData, prepare
@@ -48,8 +49,15 @@ def _read_settings() -> dict:
 
 
 def remembered_source() -> str:
-    """The source to start with: the last one chosen here, else env COLORIZE_DATA, else the bundled sample."""
-    return _read_settings().get("source") or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+    """The source to start with: the last one that loaded here (while still under the allowed roots), else env
+    COLORIZE_DATA, else the bundled sample."""
+    saved = _read_settings().get("source")
+    if isinstance(saved, str) and saved:
+        try:
+            return check_source(saved)
+        except (AccessError, DataSourceError):
+            pass
+    return os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
 
 
 def active_source() -> str:
@@ -59,14 +67,16 @@ def active_source() -> str:
 
 
 def set_source(source: str) -> None:
-    """Make ``source`` active for this session and remember it for the next start."""
+    """Make ``source`` active for this session and remember it for the next start (call once it has loaded, so a
+    source that fails or hangs is never the one the dashboard starts with)."""
     st.session_state["source"] = source
     settings = _read_settings() | {"source": source}
     atomic_write_text(_settings_file(), json.dumps(settings))
 
 
 def source_picker(key: str = "source_picker") -> str:
-    """Sidebar control for the data source: bundled sample, CIFAR-10, or a folder/archive path."""
+    """Sidebar control for the data source: bundled sample, CIFAR-10, or a folder/archive path under the allowed
+    roots (``core.access``); the choice is remembered once it has loaded."""
     current = active_source()
     options = ["sample", "cifar10", "path"]
     index = options.index(current) if current in ("sample", "cifar10") else 2
@@ -79,8 +89,12 @@ def source_picker(key: str = "source_picker") -> str:
             chosen = st.text_input("Path", value=current if current not in ("sample", "cifar10") else "",
                                    key=f"{key}_path", placeholder="/data/cifar10-jpeg.tar.gz").strip()
         if chosen and chosen != current:
-            set_source(chosen)
-            current = chosen
+            try:
+                check_source(chosen)
+            except (AccessError, DataSourceError) as e:
+                st.error(f"Not used: {e}", icon=":material/block:")
+            else:
+                st.session_state["source"] = current = chosen
     return current
 
 
@@ -96,10 +110,23 @@ def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
 
 # --- cached calls into core ---------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading data and computing colour statistics…", max_entries=8)
+def _load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
+                   hue_method: str = "circular") -> PreparedData:
+    """The prepared data set, cached for every session (see :func:`load_prepared`)."""
+    return prepare(source, split, val_fraction, seed, hue_method=hue_method, progress=False)
+
+
 def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
                   hue_method: str = "circular") -> PreparedData:
-    """The prepared data set (decoded images, statistics, split); shared by all sessions."""
-    return prepare(source, split, val_fraction, seed, hue_method=hue_method, progress=False)
+    """The prepared data set (decoded images, statistics, split), shared by all sessions; once the session's
+    active source has loaded, it is remembered for the next start."""
+    prepared = _load_prepared(source, split, val_fraction, seed, hue_method)
+    if source == st.session_state.get("source") and _read_settings().get("source") != source:
+        try:
+            set_source(source)
+        except OSError:  # a read-only cache folder costs the memory of the choice, not the page
+            pass
+    return prepared
 
 
 @st.cache_data(show_spinner=False, ttl=5)
@@ -120,7 +147,7 @@ def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | N
     from core.baselines import make_baseline
     from core.evaluate import evaluate
 
-    prepared = load_prepared(source, split, val_fraction, seed)
+    prepared = _load_prepared(source, split, val_fraction, seed)
     if spec.startswith("baseline:"):
         model = make_baseline(spec.split(":", 1)[1], prepared)
     else:

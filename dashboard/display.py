@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from core.runs import is_active
+from core.runs import is_active, state_label
 
 
 def _finite(x: object) -> bool:
@@ -37,7 +37,7 @@ def status_fields(status: Mapping) -> dict[str, str]:
     epochs = float(total) / float(spe) if _finite(total) and _finite(spe) and float(spe) > 0 else None
     step = status.get("step")
     return {
-        "state": str(status.get("state") or "unknown"),
+        "state": state_label(status),
         "phase": str(status.get("phase") or "—"),
         "epoch": (f"{float(epoch):.2f}" if _finite(epoch) else "—") + (f" / {epochs:.4g}" if epochs else ""),
         "step": (str(int(step)) if _finite(step) else "—") + (f" / {int(total)}" if _finite(total) else ""),

@@ -72,11 +72,12 @@ def test_runs_table(tmp_path):
     assert clf.id == "clf"
 
 
-def test_runs_table_shows_a_vanished_process_as_failed(tmp_path):
+def test_runs_table_shows_a_vanished_process_as_lost(tmp_path):
     run = make_run(tmp_path, "gone", state="running")
-    status = json.loads(run.status_file.read_text()) | {"pid": 999_999, "heartbeat": time.time() - 60}
+    status = json.loads(run.status_file.read_text()) | {"pid": 999_999, "heartbeat": time.time() - 61}
     run.status_file.write_text(json.dumps(status))
-    assert runs.runs_table(runs_dir=tmp_path).iloc[0]["state"] == "failed"
+    assert runs.runs_table(runs_dir=tmp_path).iloc[0]["state"] == "failed (process lost)"
+    assert run.live_status()["state"] == "failed" and run.live_status()["lost"] is True
 
 
 def test_run_metrics_rereads_a_changed_file(tmp_path):

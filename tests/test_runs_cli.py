@@ -17,13 +17,16 @@ from tests.run_util import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A stand-in for a training job: it records itself in status.json as a running run, then sleeps until SIGTERM,
-# which it notes in a file before ending the run as cancelled (as core.train does).
+# A stand-in for a training job: it holds the run's lock and records itself in status.json as a running run, then
+# sleeps until SIGTERM, which it notes in a file before ending the run as cancelled (as core.train does).
 FAKE_JOB = textwrap.dedent("""
     import json, os, signal, sys, time
     from pathlib import Path
 
+    from core.runlock import RunLock
+
     run = Path(sys.argv[1])
+    lock = RunLock(run).acquire()  # as the trainer does, for its whole life
 
     def write(**status):
         tmp = run / "status.tmp"
@@ -54,7 +57,7 @@ def start_fake_job(runs_dir: Path, name: str) -> subprocess.Popen:
     """A sleeping child recorded as a running run ``name`` (returns once its status is written)."""
     path = runs_dir / name
     path.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, "-c", FAKE_JOB, str(path)])
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_JOB, str(path)], cwd=ROOT)
     deadline = time.time() + 30
     while not (path / "status.json").is_file():
         assert proc.poll() is None and time.time() < deadline, "the fake job did not start"
