@@ -19,15 +19,8 @@ def report(progress: object, stage: str, done: int, total: int) -> None:
         progress(stage, int(done), int(total))
 
 
-def prefixed(progress: ProgressFn | None, prefix: str) -> ProgressFn | None:
-    """A callback that passes reports on to ``progress`` with ``prefix`` before the stage (None stays None)."""
-    if progress is None:
-        return None
-
-    def inner(stage: str, done: int, total: int) -> None:
-        progress(f"{prefix}{stage}", done, total)
-
-    return inner
+def silent(stage: str, done: int, total: int) -> None:
+    """A callback that ignores every report (for work inside a cached function, which must draw nothing)."""
 
 
 class Recorder:
@@ -44,4 +37,4 @@ class Recorder:
         return list(dict.fromkeys(stage for stage, _, _ in self.calls))
 
 
-__all__ = ["ProgressFn", "Recorder", "prefixed", "report"]
+__all__ = ["ProgressFn", "Recorder", "report", "silent"]

@@ -21,8 +21,12 @@ import streamlit as st
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError
 from core.data import PreparedData, prepare
+from core.eval_cache import cached_evaluate, checkpoint_file
+from core.evaluate import EvalResult
 from core.inference import Colorizer, ModelEntry, available_models, load_colorizer
+from core.progress import ProgressFn
 from core.sources import DataSourceError, default_cache_dir
+from dashboard.progress import ProgressBar, SharedCache
 
 T = TypeVar("T")
 SOURCE_ENV = "COLORIZE_DATA"
@@ -95,11 +99,27 @@ def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
 
 
 # --- cached calls into core ---------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading data and computing colour statistics…", max_entries=8)
+@st.cache_resource(show_spinner=False)
+def shared_cache(name: str, max_entries: int) -> SharedCache:
+    """One in-memory cache per ``name``, shared by every session (cleared with ``st.cache_resource.clear()``)."""
+    return SharedCache(max_entries)
+
+
 def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
-                  hue_method: str = "circular") -> PreparedData:
-    """The prepared data set (decoded images, statistics, split); shared by all sessions."""
-    return prepare(source, split, val_fraction, seed, hue_method=hue_method, progress=False)
+                  hue_method: str = "circular", progress: ProgressFn | None = None) -> PreparedData:
+    """The prepared data set (decoded images, statistics, split), shared by all sessions; while it is prepared,
+    a progress bar shows the stages and counts (or ``progress`` gets them)."""
+    key = (source, split, float(val_fraction), int(seed), hue_method)
+    cache = shared_cache("prepared", 8)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    if progress is not None:
+        return cache.get_or_compute(key, lambda: prepare(source, split, val_fraction, seed, hue_method=hue_method,
+                                                         progress=progress))
+    with ProgressBar("Loading data") as bar:
+        return cache.get_or_compute(key, lambda: prepare(source, split, val_fraction, seed, hue_method=hue_method,
+                                                         progress=bar))
 
 
 @st.cache_data(show_spinner=False, ttl=5)
@@ -113,19 +133,40 @@ def get_colorizer(path: str, name: str) -> Colorizer:
     return load_colorizer(path, name=name)
 
 
-@st.cache_resource(show_spinner="Evaluating…", max_entries=64)
-def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
-                    val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True):
-    """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source; cached per model."""
-    from core.baselines import make_baseline
-    from core.evaluate import evaluate
-
-    prepared = load_prepared(source, split, val_fraction, seed)
+def _file_state(spec: str) -> tuple:
+    """What tells a checkpoint's bytes changed, cheaply: size and modification time of the file it loads."""
     if spec.startswith("baseline:"):
-        model = make_baseline(spec.split(":", 1)[1], prepared)
-    else:
-        model = get_colorizer(spec, name)
-    return evaluate(model, prepared, part=part, limit=limit, ssim=ssim, keep_predictions=keep_predictions)
+        return ()
+    try:
+        st_ = checkpoint_file(spec).stat()
+    except OSError:
+        return ("missing",)
+    return (st_.st_size, st_.st_mtime_ns)
+
+
+def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
+                    val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True,
+                    progress: ProgressFn | None = None) -> EvalResult:
+    """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source: from memory, else
+    from the disk cache (:mod:`core.eval_cache`, so a restarted dashboard finds it), else computed with
+    ``progress`` reports (stage ``evaluating NAME``, images done and in all)."""
+    from core.baselines import make_baseline
+
+    key = (spec, _file_state(spec), name, source, part, limit, split, float(val_fraction), int(seed), ssim,
+           keep_predictions)
+
+    def get_model(spec: str, name: str, prepared: PreparedData):
+        if spec.startswith("baseline:"):
+            return make_baseline(spec.split(":", 1)[1], prepared)
+        return get_colorizer(spec, name)
+
+    def compute() -> EvalResult:
+        return cached_evaluate(spec, name, source, part, limit,
+                               lambda p: load_prepared(source, split, val_fraction, seed, progress=p),
+                               get_model, split=split, val_fraction=val_fraction, seed=seed, ssim=ssim,
+                               keep_predictions=keep_predictions, progress=progress)
+
+    return shared_cache("evaluations", 64).get_or_compute(key, compute)
 
 
 def model_label(entry: ModelEntry) -> str:

@@ -100,3 +100,14 @@ def test_method_labels():
     from core.methods import method_label
 
     assert [method_label(m) for m in ("unet", "dcgan", "nogan")] == ["U-Net", "DCGAN", "NoGAN"]
+
+
+@pytest.mark.parametrize("status,text", [
+    ({"state": "starting", "eta_s": 0.0}, "preparing data"),
+    ({"state": "running", "phase": "data", "eta_s": 0.0}, "preparing data"),
+    ({"state": "running", "phase": "gan"}, "measuring"),
+    ({"state": "running", "phase": "gan", "eta_s": 61}, "1m 01s"),
+    ({"state": "completed", "eta_s": 0.0}, "—"),
+])
+def test_eta_text(status, text):
+    assert display.eta_text(status) == text

@@ -11,6 +11,7 @@ if DASHBOARD not in sys.path:  # `common` lives in dashboard/
 
 import streamlit as st
 from common import (
+    ProgressBar,
     evaluate_cached,
     guarded,
     list_models,
@@ -52,16 +53,19 @@ if not chosen:
     st.stop()
 
 results = {}
-for spec in chosen:
-    with st.spinner(f"Evaluating {labels[spec]} on {limit} {part} images…"):
+baselines_left = [BASELINE_PREFIX + b for b in ("gray", "mean_ab") if BASELINE_PREFIX + b not in chosen]
+with ProgressBar(f"Evaluating on {limit} {part} images") as bar:  # shown only while something is computed
+    steps = [*chosen, *baselines_left]  # the summary lists both baselines: evaluate them in the same pass
+    for k, spec in enumerate(steps, 1):
         try:
             r = guarded(evaluate_cached, spec, names[spec], source, part, limit, keep_predictions=True,
-                        what=labels[spec])
+                        progress=bar.part(k, len(steps), names[spec]), what=labels[spec])
         except Exception as e:  # any other failure: one line, the other models still shown
             st.error(f"{labels[spec]}: evaluation failed ({type(e).__name__}: {e})", icon=":material/warning:")
             r = None
-    if r is not None and r.predictions is not None:
-        results[spec] = r
+        if r is not None and r.predictions is not None:
+            results[spec] = r
+reference = {spec: results.pop(spec) for spec in baselines_left if spec in results}
 if not results:
     st.stop()
 specs = list(results)
@@ -76,11 +80,7 @@ st.subheader("Summary")
 st.caption(f"{first.n_images} {part} images of {first.source} (colorfulness of the truth: "
            f"{first.metrics['colorfulness_gt']:.2f}); both baselines always listed for reference; "
            "the best figure of each column in bold")
-summary = [results[s] for s in specs]
-for b in ("gray", "mean_ab"):
-    if BASELINE_PREFIX + b not in results:
-        r = guarded(evaluate_cached, BASELINE_PREFIX + b, b, source, part, limit, keep_predictions=True, what=b)
-        summary += [r] if r is not None else []
+summary = [results[s] for s in specs] + list(reference.values())
 table = guarded(leaderboard, summary, what="Summary")
 if table is not None:
     table = table.drop(columns=[c for c in ("n_images", "colorfulness_gt") if c in table.columns])  # in the caption

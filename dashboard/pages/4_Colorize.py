@@ -16,6 +16,7 @@ from common import get_colorizer, list_models, load_prepared, model_label, no_mo
 
 from core import compare
 from core.inference import colorize_picture, gray_picture
+from core.progress import silent
 
 NET_SIZES = [32, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
 
@@ -45,7 +46,7 @@ def scores(data: bytes, name: str, model_path: str, model_name: str, net_size: i
 @st.cache_data(show_spinner="Loading sample pictures…")
 def samples() -> list[tuple[str, bytes]]:
     """A few bundled test images of different classes, enlarged."""
-    prepared = load_prepared("sample")
+    prepared = load_prepared("sample", progress=silent)  # a cached function draws nothing (it would be replayed)
     return compare.sample_pictures(prepared.images("test"), prepared.labels("test"), prepared.dataset.class_names)
 
 

@@ -7,7 +7,16 @@ import re
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from common import active_source, evaluate_cached, guarded, list_models, no_models_message, page, source_picker
+from common import (
+    ProgressBar,
+    active_source,
+    evaluate_cached,
+    guarded,
+    list_models,
+    no_models_message,
+    page,
+    source_picker,
+)
 
 from core.evaluate import LEADERBOARD_COLUMNS, best_per_column, leaderboard
 from core.metrics import HIGHER_IS_BETTER, NOT_RANKED, RANK_TARGET
@@ -36,13 +45,12 @@ if not models:
     no_models_message()
 
 results = []
-bar = st.progress(0.0, text="Evaluating…")
-for i, (spec, name) in enumerate(specs):
-    bar.progress(i / len(specs), text=f"Evaluating {name} ({i + 1}/{len(specs)})…")
-    result = guarded(evaluate_cached, spec, name, source, part, limit, what=f"Could not evaluate {name}")
-    if result is not None:
-        results.append(result)
-bar.empty()
+with ProgressBar(f"Evaluating on up to {limit:,} {part} images") as bar:  # shown only while something is computed
+    for k, (spec, name) in enumerate(specs, 1):
+        result = guarded(evaluate_cached, spec, name, source, part, limit, progress=bar.part(k, len(specs), name),
+                         what=f"Could not evaluate {name}")
+        if result is not None:
+            results.append(result)
 if not results:
     st.stop()
 
