@@ -70,7 +70,7 @@ def grid_table(at: AppTest):
 def column_titles(at: AppTest) -> list[str]:
     """The models of the grid, in column order (from the page table)."""
     table = grid_table(at)
-    return [] if table is None else [c for c in table.columns if c not in ("class", "hue")]
+    return [] if table is None else [c for c in table.columns if c not in ("class", "hue", "Δab")]
 
 
 def shown_rows(at: AppTest) -> list[int]:
@@ -159,6 +159,14 @@ def test_compare_sort_by_disagreement(models):
     shown = shown_rows(at)
     assert len(shown) == 8 and shown != list(range(8))
     assert at.download_button(key="compare_export") is not None
+    table = grid_table(at)
+    assert list(table.columns) == ["class", "hue", "Δab", "run:tiny-unet", "mean_ab (baseline)"]
+    apart = list(table["Δab"])
+    assert apart == sorted(apart, reverse=True) and apart[0] > apart[-1] >= 0  # shown, in the order sorted by
+    assert any("Disagreement (Δab)" in c.value for c in at.caption)
+    at.radio(key="compare_order").set_value("ascending")
+    ok(at)
+    assert list(grid_table(at)["Δab"]) == sorted(grid_table(at)["Δab"])
 
 
 def test_compare_without_models_still_offers_baselines(no_models):

@@ -41,9 +41,10 @@ for b in ("gray", "mean_ab"):
     names[BASELINE_PREFIX + b] = b
 default = [e.path for e in entries][:3] or [BASELINE_PREFIX + "gray", BASELINE_PREFIX + "mean_ab"]
 
-c1, c2, c3 = st.columns([4, 1, 1])
-chosen = c1.multiselect("Models", list(labels), default=default, format_func=labels.get, key="compare_models",
+# the picker has the page's whole width: its chips wrap onto more lines instead of scrolling out of sight
+chosen = st.multiselect("Models", list(labels), default=default, format_func=labels.get, key="compare_models",
                         help="Shipped models, completed runs and the two baselines")
+c2, c3, _ = st.columns([2, 1, 3])
 part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "validation"}.get, horizontal=True,
                 key="compare_part")
 limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
@@ -103,6 +104,7 @@ s1, s2, s3, s4 = st.columns([2, 2, 2, 1])
 sort = s1.selectbox("Sort by", ["order", "metric", "disagreement"], key="compare_sort", format_func={
     "order": "data set order", "metric": "metric of a model", "disagreement": "disagreement of two models"}.get)
 key = None
+apart, apart_label = None, ""
 if sort == "metric":
     sort_model = s2.selectbox("Model", specs, format_func=labels.get, key="compare_sort_model")
     key = results[sort_model].per_image[metric].to_numpy()
@@ -110,8 +112,10 @@ elif sort == "disagreement":
     model_a = s2.selectbox("Model A", specs, format_func=labels.get, key="compare_model_a")
     model_b = s3.selectbox("Model B", specs, index=min(1, len(specs) - 1), format_func=labels.get,
                            key="compare_model_b")
-    key = compare.disagreement(results[model_a].predictions, results[model_b].predictions)
-    st.caption("Disagreement: mean per-pixel a,b distance (Lab units) between the two models' predictions.")
+    key = apart = compare.disagreement(results[model_a].predictions, results[model_b].predictions)
+    apart_label = "Δab"
+    st.caption(f"Disagreement (Δab): mean per-pixel a,b distance (Lab units) between {titles_of[model_a]}'s and "
+               f"{titles_of[model_b]}'s predictions; shown under each input and in the table.")
 higher = HIGHER_IS_BETTER.get(metric, True)
 descending = s4.radio("Order", ["descending", "ascending"], key="compare_order", disabled=sort == "order",
                       help=f"Higher {metric} is {'better' if higher else 'worse'}") == "descending"
@@ -131,10 +135,13 @@ if len(shown) == 0:
 grid = compare.render_rows(images, [results[s].predictions for s in specs], shown)
 titles = compare.grid_titles([titles_of[s] for s in specs])
 tables = [results[s].per_image for s in specs]
-figure = compare.grid_png(grid, titles, captions=compare.grid_captions(per_image, tables, shown, metric))
+figure = compare.grid_png(grid, titles, captions=compare.grid_captions(per_image, tables, shown, metric, apart,
+                                                                        apart_label))
 st.image(figure, caption=f"Under each model: its {metric} on that image; under the input: the image's index and "
-         "class; under the truth: its mean hue. Pixels enlarged 4x (nearest-neighbour).")
+         "class" + (" and the disagreement (Δab)" if apart is not None else "") + "; under the truth: its mean hue. "
+         "Pixels enlarged 4x (nearest-neighbour).")
 st.download_button("Download this page as PNG", figure, key="compare_export",
                    file_name=f"compare-{part}-page{page_no}.png", mime="image/png", on_click="ignore",
                    icon=":material/download:")
-st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric).style.format(precision=2))
+st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric, apart, apart_label)
+         .style.format(precision=2))
