@@ -118,3 +118,20 @@ def _get(obj: Any, key: str) -> Any:
         return obj[key]
     except (KeyError, TypeError, AttributeError):
         return getattr(obj, key, None)
+
+
+# --- leaderboard groups ------------------------------------------------------------------------------
+def group_bars(frame: pd.DataFrame, y: str, title: str, order: Sequence[str], x_title: str,
+               zero_line: bool = False, y_range: tuple[float, float] | None = None, y_title: str = "") -> go.Figure:
+    """Grouped bars of ``core.explore.group_table`` rows: one colour per model (in ``order``), groups along x;
+    ``zero_line`` draws the baseline's level, ``y_range`` zooms the axis."""
+    fig = px.bar(frame, x="group", y=y, color="model", barmode="group",
+                 category_orders={"model": [m for m in order if m in set(frame["model"])]},
+                 hover_data={"n_images": True, "value": ":.3f", "group": False},
+                 labels={"group": x_title, y: y_title or y}, title=title)
+    if zero_line:
+        fig.add_hline(y=0, line_color="#333333", line_width=1.5)
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    fig.update_layout(margin={"t": 50, "r": 10}, legend={"title": ""})
+    return fig
