@@ -74,11 +74,18 @@ def hue_histogram_figure(frame: pd.DataFrame, title: str = "", height: int = 340
                           "%{customdata[0]} images (%{y:.1f}%)<extra></extra>",
         )
     fig.update_layout(
-        title={"text": title}, barmode="group", bargap=0.05, height=height, dragmode="select",
+        # No drag mode of its own: Streamlit then lets a click select a bar, and the
+        # toolbar's Box Select drags a range (in box mode Streamlit turns click-selection off).
+        title={"text": title}, barmode="group", bargap=0.05, height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
-        xaxis={"title": "mean hue", "range": [0.0, 1.0]}, yaxis={"title": "share of part (%)"},
+        xaxis={"title": "mean hue", "range": [0.0, 1.0], "fixedrange": True},
+        yaxis={"title": "share of part (%)", "fixedrange": True},
     )
     return fig
+
+
+HISTOGRAM_CONFIG = {"displayModeBar": True, "modeBarButtonsToRemove": ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d",
+                                                                      "autoScale2d", "resetScale2d", "lasso2d"]}
 
 
 def ks_title(kind: str, summary: Mapping[str, Any]) -> str:
