@@ -34,9 +34,16 @@ DEFAULT_SOURCE = "sample"
 USER_ERRORS = (DataSourceError, CheckpointError, FileNotFoundError, ValueError, OSError)
 
 
+# The browser tab's icon as an emoji: Streamlit draws it as an inline SVG. A ":material/...:" page icon would be
+# fetched from fonts.gstatic.com, and the dashboard makes no request off this machine.
+TAB_ICONS = {":material/palette:": "🎨", ":material/bar_chart:": "📊", ":material/model_training:": "🏋️",
+             ":material/compare:": "🔍", ":material/brush:": "🖌️", ":material/leaderboard:": "🏆",
+             ":material/visibility_off:": "🙈"}
+
+
 def page(title: str, icon: str) -> None:
-    """Common page set-up: wide layout, title and icon."""
-    st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=icon, layout="wide")
+    """Common page set-up: wide layout, title, and the tab icon for the page's Material icon (an emoji)."""
+    st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=TAB_ICONS.get(icon, "🎨"), layout="wide")
 
 
 # --- the active data source -------------------------------------------------------------------------

@@ -137,6 +137,25 @@ def dashboard(work: Path, **kwargs) -> Iterator[Dashboard]:
         stop_dashboard(dash)
 
 
+def record_requests(target) -> list[str]:
+    """Every address a page or browser context asks for from now on (frames and iframes included), in order."""
+    seen: list[str] = []
+    target.on("request", lambda request: seen.append(request.url))
+    return seen
+
+
+def foreign_requests(urls: list[str], dash: Dashboard) -> list[str]:
+    """The requests that left the dashboard's own server: any network address (http, https, ws, wss) on another
+    host or port. Inline data (``data:``, ``blob:``, ``about:``) never leaves the browser."""
+    own = f"127.0.0.1:{dash.port}"
+    out = []
+    for url in urls:
+        scheme, _, rest = url.partition("://")
+        if scheme in ("http", "https", "ws", "wss") and rest.split("/", 1)[0] != own:
+            out.append(url)
+    return out
+
+
 def launch_chromium(playwright):
     """Headless Debian Chromium (never a downloaded browser)."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
