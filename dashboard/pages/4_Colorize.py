@@ -122,10 +122,10 @@ if not entries:
     st.stop()
 by_path = {e.path: e for e in entries}
 
-c1, c2 = st.columns([3, 2])
-chosen = c1.multiselect("Models", list(by_path), default=list(by_path)[:3], key="colorize_models",
+# the picker has the page's whole width: its chips wrap onto more lines instead of scrolling out of sight
+chosen = st.multiselect("Models", list(by_path), default=list(by_path)[:3], key="colorize_models",
                         format_func=lambda p: model_label(by_path[p]))
-choice = c2.select_slider("Network input size (longer side, pixels)", NET_SIZES, value=CARD, key="colorize_size",
+choice = st.select_slider("Network input size (longer side, pixels)", NET_SIZES, value=CARD, key="colorize_size",
                           format_func=lambda s: "best per model" if s == CARD else str(s),
                           help="The network sees the lightness resized to this (rounded to a multiple of 16); its "
                                "colours are enlarged and joined with the picture's full-resolution lightness.")
