@@ -30,21 +30,23 @@ STATE = {"warm-up": "warming up"}
 
 
 def warm_up() -> None:
-    """Import the modules every page imports and run once what each first use loads lazily (a plotly figure, a
-    styled table), then load the remembered data source into the shared cache, so the first visitor waits for
-    none of it."""
+    """Import the modules every page imports and run once what each first use loads lazily (the emoji pattern of
+    the tab icon, a plotly figure, a styled table), then load the remembered data source into the shared cache,
+    so the first visitor waits for none of it."""
     try:
         import common  # (torch, core.data, core.inference, core.eval_cache, pandas)
         import pandas as pd
         import plotly.express as px
         import pyarrow.parquet  # noqa: F401  (the evaluation cache's tables)
         import scipy.stats  # noqa: F401  (the split's KS statistic)
+        from streamlit.string_util import is_emoji
 
         import core.compare  # noqa: F401
         import core.explore  # noqa: F401
         import dashboard.charts  # noqa: F401
         from core.progress import silent
 
+        is_emoji("🎨")  # the tab icon: Streamlit compiles its emoji pattern on first use (most of a second)
         frame = pd.DataFrame({"model": ["a", "b"], "value": [1.0, 2.0]})
         px.bar(frame, x="model", y="value").to_json()
         frame.style.format(precision=2).to_html()

@@ -135,11 +135,6 @@ def list_models() -> list[ModelEntry]:
     return available_models()
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=32)
-def get_colorizer(path: str, name: str) -> Colorizer:
-    return load_colorizer(path, name=name)
-
-
 def _file_state(spec: str) -> tuple:
     """What tells a checkpoint's bytes changed, cheaply: size and modification time of the file it loads."""
     if spec.startswith("baseline:"):
@@ -149,6 +144,17 @@ def _file_state(spec: str) -> tuple:
     except OSError:
         return ("missing",)
     return (st_.st_size, st_.st_mtime_ns)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=32)
+def _colorizer(path: str, name: str, state: tuple) -> Colorizer:
+    """One loaded colorizer per checkpoint state (``state``: the size and modification time of its file)."""
+    return load_colorizer(path, name=name)
+
+
+def get_colorizer(path: str, name: str) -> Colorizer:
+    """The colorizer of a checkpoint or run, loaded again when the file it loads changed (a run's new best.pt)."""
+    return _colorizer(path, name, _file_state(path))
 
 
 def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard.progress import SharedCache, stage_text
@@ -63,3 +64,39 @@ def test_shared_cache_computes_a_key_once_and_forgets_the_oldest() -> None:
     cache.get("a")  # used: "b" is now the oldest
     cache.get_or_compute("c", slow("c"))
     assert cache.get("b") is None and cache.get("a") == "A" and len(cache) == 2
+
+
+def test_a_changed_checkpoint_is_loaded_again(tmp_path) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
+    import common
+
+    from tests.test_eval_cache import tiny_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "tiny.pt", seed=0)
+    first = common.get_colorizer(str(path), "tiny")
+    assert common.get_colorizer(str(path), "tiny") is first
+    tiny_checkpoint(path, seed=1)  # new weights in the same file (a run's best.pt after a resumed run improved)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    second = common.get_colorizer(str(path), "tiny")
+    assert second is not first
+    a, b = (next(iter(c.net.state_dict().values())) for c in (first, second))
+    assert not torch.equal(a, b)
+
+
+def test_the_server_warm_up_reports_ready() -> None:
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
+    import app
+
+    assert asyncio.run(app.ready(None)).body == app.STATE["warm-up"].encode()
+    app.warm_up()
+    assert app.STATE["warm-up"] == "ready"
+    assert asyncio.run(app.ready(None)).body == b"ready"
+    assert app.app is not None  # the st.App that `streamlit run dashboard/app.py` serves
