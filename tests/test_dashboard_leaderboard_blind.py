@@ -118,9 +118,9 @@ def test_leaderboard_lists_run_and_baselines(with_run: Path) -> None:
     assert list(table.columns) == ["method", "psnr ↑", "ssim ↑", "mae_rgb ↓", "auc_ab ↑", "acc_ab_2 ↑", "acc_ab_5 ↑",
                                    "acc_ab_10 ↑", "colorfulness ↑", "colorfulness ratio → 1", "score ↑"]
     for column in table.columns[1:]:  # one best figure per column, marked
-        assert sum(str(v).endswith(" ★") for v in table[column]) == 1, column
-    aucs = {m: float(str(v).rstrip(" ★")) for m, v in table["auc_ab ↑"].items()}
-    assert table.loc[max(aucs, key=aucs.get), "auc_ab ↑"].endswith(" ★")
+        assert sum(str(v).endswith("\u00a0★") for v in table[column]) == 1, column
+    aucs = {m: float(str(v).rstrip("\u00a0★")) for m, v in table["auc_ab ↑"].items()}
+    assert table.loc[max(aucs, key=aucs.get), "auc_ab ↑"].endswith("\u00a0★")
 
     downloads = at.get("download_button")
     assert len(downloads) == 1 and "CSV" in downloads[0].label

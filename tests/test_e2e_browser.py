@@ -220,7 +220,7 @@ def test_compare_picker_shows_every_chip(page, server: Dashboard) -> None:
 def test_colorize_before_after_view(page, server: Dashboard) -> None:
     """The bundled photographs colorized at each model's own size; the wipe moves when dragged."""
     open_page(page, f"{server.url}/Colorize", PAGE_TIMEOUT_MS)
-    page.get_by_text("Try bundled photographs and samples").click()
+    page.get_by_test_id("stRadio").get_by_text("Try bundled photographs and samples", exact=True).click()
     wait_for_app_run(page, PAGE_TIMEOUT_MS)
     no_exception(page, server, "/Colorize with samples")
     expect(page.get_by_text(re.compile(r"dcgan · 48 px")).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)

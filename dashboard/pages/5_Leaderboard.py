@@ -86,7 +86,7 @@ text = shown.astype(object)
 css = pd.DataFrame("", index=shown.index, columns=shown.columns)
 for col in shown_cols:  # figures to a fixed number of decimals; the best of each column marked with ★, highlighted
     d = DECIMALS.get(col, 3)
-    text[col] = ["–" if pd.isna(v) else f"{v:.{d}f}" + (" ★" if best.get(col) == name else "")
+    text[col] = ["–" if pd.isna(v) else f"{v:.{d}f}" + ("\u00a0★" if best.get(col) == name else "")  # no break
                  for name, v in shown[col].items()]
     if col in best:
         css.loc[best[col], col] = BEST_CSS
