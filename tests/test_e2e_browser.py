@@ -198,11 +198,7 @@ def test_compare_picker_shows_every_chip(page, server: Dashboard) -> None:
     open_page(page, f"{server.url}/Compare", PAGE_TIMEOUT_MS)
     models = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Models", exact=True))
     models.get_by_role("combobox", name="Models").click()
-    options = page.get_by_role("option")
-    while options.count():
-        options.first.click()
-        wait_for_app_run(page, PAGE_TIMEOUT_MS)
-        models.get_by_role("combobox", name="Models").click()
+    page.get_by_role("option", name="Select all").click()
     page.keyboard.press("Escape")
     wait_for_app_run(page, PAGE_TIMEOUT_MS)
     no_exception(page, server, "/Compare with every model")
@@ -227,8 +223,9 @@ def test_colorize_before_after_view(page, server: Dashboard) -> None:
     frame = page.frame_locator("iframe[title^='Before and after']")
     wipe = frame.locator("#wipe")
     expect(wipe).to_be_visible(timeout=30_000)
+    wipe.scroll_into_view_if_needed()
     area = wipe.bounding_box()
-    page.mouse.click(area["x"] + area["width"] * 0.2, area["y"] + area["height"] / 2)
+    wipe.click(position={"x": area["width"] * 0.2, "y": area["height"] / 2})
     expect(frame.locator("#position")).to_have_value(re.compile(r"^(19|20|21)(\.\d+)?$"), timeout=10_000)
     screenshot(page, "Colorize-samples")
 
