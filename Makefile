@@ -24,7 +24,7 @@ browser:
 	fi
 
 dashboard: $(STAMP)
-	$(VENV)/bin/streamlit run dashboard/Home.py
+	$(VENV)/bin/streamlit run dashboard/app.py
 
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check .

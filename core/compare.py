@@ -26,7 +26,6 @@ from core.metrics import METRICS, per_image_metrics
 
 PAGE_SIZE = 8
 GRID_SCALE = 4
-CAPTION_CHARS = 20  # a caption line under a grid cell (32 px x GRID_SCALE) holds about this many characters
 MAX_SIDE = 2048  # pictures with a longer side are reduced to this before colorizing
 SCORE_SIDE = 1024  # scores are computed on pictures reduced to at most this longer side
 DISPLAY_SIDE = 256  # small pictures are enlarged (nearest-neighbour) to at least this for display
@@ -110,25 +109,44 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+DECIMALS = {"ssim": 3, "colorfulness_ratio": 2}  # every other metric: one decimal (auc_ab 75.0, mae_rgb 11.2)
+CAPTION_NAMES = {"colorfulness_ratio": "colour ratio"}  # shorter, so name and value fit under a 128-pixel cell
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric's value as a caption shows it: ``75.0`` for auc_ab, ``0.952`` for ssim, ``–`` for no value."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    return f"{float(value):.{DECIMALS.get(metric, 1)}f}"
+
+
 def grid_captions(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], rows: np.ndarray,
-                  metric: str) -> list[list[str]]:
-    """The line under each cell of a grid: '#index class' under the input, each model's ``metric`` under its
-    prediction, 'hue h' (the truth's mean hue) under the truth."""
+                  metric: str, extra: np.ndarray | None = None, extra_label: str = "") -> list[list[str]]:
+    """The lines under each cell of a grid: '#index class' under the input (and ``extra_label`` with the row's
+    ``extra`` value, such as the disagreement sorted by, on a second line), each model's ``metric`` under its
+    prediction ('auc_ab 75.0'), 'hue h' (the truth's mean hue) under the truth."""
     out = []
     for i in np.asarray(rows, dtype=np.int64).tolist():
         info = per_image.iloc[i]
-        values = [f"{t[metric].iloc[i]:.3g}" for t in model_tables]
-        named = [f"{metric} {v}" if len(metric) + len(v) < CAPTION_CHARS else v for v in values]
-        out.append([f"#{i} {info['class_name']}".strip(), *named, f"hue {info['hue']:.2f}"])
+        label = CAPTION_NAMES.get(metric, metric)
+        named = [f"{label} {format_value(metric, t[metric].iloc[i])}" for t in model_tables]
+        first = f"#{i} {info['class_name']}".strip()
+        if extra is not None:
+            first += f"\n{extra_label} {float(extra[i]):.2f}".rstrip()
+        out.append([first, *named, f"hue {info['hue']:.2f}"])
     return out
 
 
 def page_table(per_image: pd.DataFrame, model_tables: Sequence[pd.DataFrame], model_names: Sequence[str],
-               rows: np.ndarray, metric: str) -> pd.DataFrame:
-    """The rows of a grid page as a table indexed '#<image index>': class, mean hue and each model's ``metric``."""
+               rows: np.ndarray, metric: str, extra: np.ndarray | None = None, extra_label: str = "",
+               ) -> pd.DataFrame:
+    """The rows of a grid page as a table indexed '#<image index>': class, mean hue, ``extra_label`` (the row's
+    ``extra`` value, when given) and each model's ``metric``."""
     rows = np.asarray(rows, dtype=np.int64)
     table = pd.DataFrame({"class": per_image["class_name"].to_numpy()[rows], "hue": per_image["hue"].to_numpy()[rows]},
                          index=pd.Index([f"#{i}" for i in rows.tolist()], name="image"))
+    if extra is not None:
+        table[extra_label] = np.asarray(extra, dtype=np.float64)[rows]
     for name, t in zip(model_names, model_tables):
         table[name] = t[metric].to_numpy()[rows]
     return table

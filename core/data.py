@@ -19,10 +19,12 @@ import numpy as np
 
 from core.atomic import atomic_write, atomic_write_text
 from core.colour import image_stats
+from core.progress import ProgressFn, report
 from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset
 from core.splits import SPLIT_KINDS, Split, make_split, split_stats
 
 STATS_VERSION = 1
+STATS_PIECE = 8192  # images per statistics call (one progress report each)
 
 
 @dataclass
@@ -71,8 +73,9 @@ class PreparedData:
 
 
 def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None = None,
-                  progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Per-image colour statistics of every part, cached on disk next to the decoded images."""
+                  progress: bool | ProgressFn = False) -> dict[str, dict[str, np.ndarray]]:
+    """Per-image colour statistics of every part, cached on disk next to the decoded images; a ``progress``
+    callback gets ``("statistics", images done, images in all parts)`` when they are computed."""
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     path = folder / "stats" / f"{cache_key(dataset.source, size)}-v{STATS_VERSION}.npz"
     if path.exists():
@@ -83,23 +86,40 @@ def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None
                 out.setdefault(part, {})[name] = z[key]
             if set(out) == set(dataset.parts):
                 return out
-    out = {part: image_stats(p.images) for part, p in dataset.parts.items()}
+    total = sum(len(p.images) for p in dataset.parts.values())
+    out, done = {}, 0
+    report(progress, "statistics", 0, total)
+    for part, p in dataset.parts.items():
+        pieces = []
+        for start in range(0, len(p.images), STATS_PIECE):  # in pieces, so the reports come every few seconds
+            pieces.append(image_stats(p.images[start : start + STATS_PIECE]))
+            done += len(pieces[-1]["is_grayscale"])
+            report(progress, "statistics", done, total)
+        out[part] = {k: np.concatenate([piece[k] for piece in pieces]) for k in pieces[0]} if pieces \
+            else image_stats(p.images)
     atomic_write(path, lambda f: np.savez(f, **{f"{part}/{k}": v for part, d in out.items() for k, v in d.items()}))
     return out
 
 
 def prepare(source: str = "sample", split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
             gray_threshold: float = 5.0, hue_method: str = "circular", size: int = 32,
-            cache_dir: str | Path | None = None, progress: bool = True, download: bool = False) -> PreparedData:
-    """Load a source, compute (or reuse) its statistics and split its train part."""
+            cache_dir: str | Path | None = None, progress: bool | ProgressFn = True,
+            download: bool = False) -> PreparedData:
+    """Load a source, compute (or reuse) its statistics and split its train part.
+
+    ``progress``: True shows tqdm bars; a callback ``(stage, done, total)`` (:mod:`core.progress`) gets the
+    stages ``reading``/``decoding`` (images), ``statistics`` (images) and ``split`` as they run.
+    """
     dataset = load_dataset(source, size=size, cache_dir=cache_dir, progress=progress, download=download)
     if "train" not in dataset.parts or len(dataset.parts["train"].images) == 0:
         raise DataSourceError(f"source {source!r} has no training images")
-    stats = dataset_stats(dataset, size=size, cache_dir=cache_dir)
+    stats = dataset_stats(dataset, size=size, cache_dir=cache_dir, progress=progress)
+    report(progress, "split", 0, 1)
     is_gray = stats["train"]["max_abs_ab"] <= gray_threshold
     n_test = len(dataset.parts["test"].images) if "test" in dataset.parts else 0
     sp = make_split(stats["train"][f"hue_{hue_method}"], is_gray, n_test, kind=split, val_fraction=val_fraction,
                     seed=seed, gray_threshold=gray_threshold, hue_method=hue_method, source=source)
+    report(progress, "split", 1, 1)
     return PreparedData(dataset, stats, sp)
 
 

@@ -103,6 +103,51 @@ def headline_table(results: Sequence[tuple[str, str, str, Any]], metrics: Sequen
     return table.set_index("model")
 
 
+def row_labels(results: Sequence[Any]) -> list[str]:
+    """Each result's model name as the leaderboard lists it: a repeated name gets a number (``unet (2)``)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for r in results:
+        seen[r.model] = seen.get(r.model, 0) + 1
+        labels.append(r.model if seen[r.model] == 1 else f"{r.model} ({seen[r.model]})")
+    return labels
+
+
+def group_table(results: Sequence[Any], table: str, metric: str, baseline: str | None = "gray") -> pd.DataFrame:
+    """One row per model and group of a per-group table of every result (``table``: ``per_class`` or
+    ``per_hue_bin``): ``model``, ``group`` (class name, or hue range in degrees), ``n_images``, ``value`` (the
+    metric) and ``vs_baseline`` (the value minus the ``baseline`` model's in the same group; NaN without one).
+
+    Groups with no images are left out."""
+    frames = []
+    for r, label in zip(results, row_labels(results)):
+        t = getattr(r, table)
+        if table == "per_hue_bin":
+            group = [f"{lo * 360:.0f}–{hi * 360:.0f}°" for lo, hi in zip(t["hue_lo"], t["hue_hi"])]
+        else:
+            group = list(t["class_name"])
+        frames.append(pd.DataFrame({"model": label, "group": group, "n_images": t["n_images"].to_numpy(),
+                                    "value": t[metric].to_numpy(dtype=np.float64)}))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "group", "n_images",
+                                                                                      "value"])
+    out = out[out["n_images"] > 0].reset_index(drop=True)
+    base = out[out["model"] == baseline].set_index("group")["value"] if baseline else pd.Series(dtype=float)
+    out["vs_baseline"] = out["value"] - out["group"].map(base).astype(np.float64)
+    return out
+
+
+def zoomed_range(values: Sequence[float], margin: float = 0.1) -> tuple[float, float] | None:
+    """An axis range that shows the spread of ``values`` (with ``margin`` of it either side) instead of starting
+    at zero; None when there is no finite value."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = (hi - lo) * margin or max(abs(hi) * 0.01, 1e-3)
+    return lo - pad, hi + pad
+
+
 # --- models and image strips ------------------------------------------------------------------------
 def strip_models(entries: Sequence[Any], methods: Sequence[str] | None = None) -> list[Any]:
     """One model per method, in ``methods`` order (default: the registered colorizers): a shipped one when there
@@ -160,5 +205,6 @@ def enlarged(images: np.ndarray, scale: int = 3) -> list[np.ndarray]:
 
 
 __all__ = ["HEADLINE_METRICS", "hue_colour", "hue_bin_edges", "hue_histogram_frame", "indices_in_hue_range",
-           "split_overview", "class_counts_table", "headline_table", "strip_models", "strip_positions", "gray_images",
-           "colorized_images", "stack_column", "comparison_strip", "enlarged"]
+           "split_overview", "class_counts_table", "headline_table", "row_labels", "group_table", "zoomed_range",
+           "strip_models", "strip_positions", "gray_images", "colorized_images", "stack_column", "comparison_strip",
+           "enlarged"]

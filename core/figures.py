@@ -8,12 +8,13 @@ figure, the Compare grid, the Home page strip and the blind test all build their
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from core.atomic import atomic_write
 from core.colour import model_to_rgb, rgb_to_uint8
@@ -21,8 +22,29 @@ from core.colour import model_to_rgb, rgb_to_uint8
 # model-space a,b as a tensor (N, 2, H, W), joined with the batch's L; or finished uint8 RGB pictures (N, H, W, 3)
 Colours: TypeAlias = torch.Tensor | np.ndarray
 
-TEXT_H = 14  # pixels of a line of PIL's default font, with a margin
-CHAR_W = 6  # width of one character of that font
+FONT_SIZE = 11  # pixels: titles and captions
+TEXT_H = 15  # pixels of a line of text, with a margin
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """DejaVu Sans (bundled with matplotlib: clear digits, real spaces), else Pillow's default font."""
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), FONT_SIZE)
+    except (ImportError, OSError):
+        return ImageFont.load_default(FONT_SIZE)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text`` shortened (ending in …) until it fits ``width`` pixels."""
+    font = _font()
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
@@ -32,8 +54,8 @@ def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
 
 def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, titles: list[str] | None = None,
                background: int = 255, captions: list[list[str]] | None = None) -> np.ndarray:
-    """Tile rows of equal-size uint8 images into one picture, with optional column titles on top and a
-    caption line under each cell (``captions[i][j]`` for row i, column j)."""
+    """Tile rows of equal-size uint8 images into one picture, with optional column titles on top and captions
+    under each cell (``captions[i][j]`` for row i, column j; a newline starts a second line)."""
     if not rows or not rows[0]:
         raise ValueError("image_grid needs at least one row with one image")
     if captions is not None and len(captions) != len(rows):
@@ -42,7 +64,8 @@ def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, title
     cell_h, cell_w = h * scale, w * scale
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     top = TEXT_H if titles else 0
-    below = TEXT_H if captions else 0
+    lines = max((str(t).count("\n") + 1 for line in captions or [] for t in line), default=0)
+    below = TEXT_H * lines
     row_h = cell_h + below + pad
     out = np.full((top + n_rows * row_h + pad, n_cols * (cell_w + pad) + pad, 3), background, np.uint8)
     for i, row in enumerate(rows):
@@ -52,13 +75,14 @@ def image_grid(rows: list[list[np.ndarray]], scale: int = 4, pad: int = 2, title
     if titles or captions:
         pil = Image.fromarray(out)
         draw = ImageDraw.Draw(pil)
-        fit = max(1, cell_w // CHAR_W)  # characters of the default font that fit a cell
+        font, room = _font(), cell_w - 3
         for j, t in enumerate((titles or [])[:n_cols]):
-            draw.text((pad + j * (cell_w + pad) + 2, 1), t[:fit], fill=(0, 0, 0))
+            draw.text((pad + j * (cell_w + pad) + 2, 1), _fit(draw, t, room), fill=(0, 0, 0), font=font)
         for i, line in enumerate(captions or []):
             for j, t in enumerate(line[:n_cols]):
-                draw.text((pad + j * (cell_w + pad) + 2, top + pad + i * row_h + cell_h + 1), t[:fit],
-                          fill=(60, 60, 60))
+                for k, part in enumerate(str(t).split("\n")):
+                    draw.text((pad + j * (cell_w + pad) + 2, top + pad + i * row_h + cell_h + 1 + k * TEXT_H),
+                              _fit(draw, part, room), fill=(60, 60, 60), font=font)
         out = np.asarray(pil)
     return out
 

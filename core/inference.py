@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ from core.precision import PRECISIONS, autocast_for, inference_precision
 from core.runs import PROJECT_ROOT, RunDir, default_runs_dir, find_runs
 
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
+CARD = "card"  # colorize at the network size the model card names (measured on photographs: core.photo_check)
+FALLBACK_NET_SIZE = 64  # the network size when the card names none
+TILE_PIXELS = 1 << 20  # output pixels joined at a time: bounds the memory of colorizing a large picture
+NetSize = int | Literal["card"] | None
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Colorizer:
             return torch.zeros(0, 2, *L.shape[2:])
         return torch.cat(outs).contiguous()  # outside inference mode: an ordinary tensor for the caller
 
-    def colorize(self, image: np.ndarray | Image.Image, net_size: int | None = 256) -> np.ndarray:
+    def colorize(self, image: np.ndarray | Image.Image, net_size: NetSize = CARD) -> np.ndarray:
         """Colorize one picture (colour or gray, any size): see :func:`colorize_picture`."""
         return colorize_picture(self, image, net_size)
 
@@ -244,21 +249,61 @@ def network_size(height: int, width: int, net_size: int | None) -> tuple[int, in
     return max(16, int(round(h / 16)) * 16), max(16, int(round(w / 16)) * 16)
 
 
+def default_net_size(colorizer: Colorizer | None) -> int:
+    """The network size a model colorizes photographs at by default: its card's ``default_net_size`` (the size
+    that scored best on the photo check), else :data:`FALLBACK_NET_SIZE`."""
+    card = (getattr(colorizer, "info", None) or {}).get("card") or {}
+    size = card.get("default_net_size") if isinstance(card, dict) else None
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) and size >= 16 else FALLBACK_NET_SIZE
+
+
+def _linear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices i0, i1 and weight of i1 of linear resampling from ``n_in`` to ``n_out`` samples, as torch's
+    bilinear ``interpolate(align_corners=False)`` computes them (source position clamped at 0)."""
+    scale = n_in / n_out
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def join_colours(rgb: np.ndarray, ab: torch.Tensor, tile_pixels: int = TILE_PIXELS) -> np.ndarray:
+    """A picture from the full-resolution L of ``rgb`` (uint8 (H, W, 3)) and model-space ``ab`` (1, 2, h, w) of
+    any smaller size, enlarged bilinearly; done in bands of rows of about ``tile_pixels`` pixels, so memory stays
+    bounded whatever the picture's size. Returns uint8 (H, W, 3)."""
+    h, w = rgb.shape[:2]
+    out = np.empty((h, w, 3), np.uint8)
+    i0, i1, wy = _linear_taps(h, ab.shape[2])
+    band = max(1, tile_pixels // max(1, w))
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        lo, hi = int(i0[y0:y1].min()), int(i1[y0:y1].max()) + 1  # the rows of ab this band needs
+        rows = ab[:, :, lo:hi].float()
+        wide = torch.nn.functional.interpolate(rows, size=(hi - lo, w), mode="bilinear", align_corners=False)
+        weight = torch.from_numpy(wy[y0:y1]).view(1, 1, -1, 1)
+        top, bottom = wide[:, :, i0[y0:y1] - lo], wide[:, :, i1[y0:y1] - lo]
+        ab_band = top * (1 - weight) + bottom * weight
+        L_band = torch.from_numpy(rgb_to_lab(rgb[y0:y1])[..., :1]).permute(2, 0, 1)[None]
+        lab = torch.cat((L_band, ab_band * 110.0), dim=1)
+        out[y0:y1] = rgb_to_uint8(lab_to_rgb(lab))[0]
+    return out
+
+
 @torch.no_grad()
-def colorize_picture(colorizer: Colorizer, image: np.ndarray | Image.Image, net_size: int | None = 256,
-                     ) -> np.ndarray:
-    """Colorize a picture of any size: the network runs on L resized to a multiple of 16, the predicted a,b
-    are upsampled (bilinear) and joined with the full-resolution L of the original. Returns uint8 (H, W, 3)."""
+def colorize_picture(colorizer: Colorizer, image: np.ndarray | Image.Image, net_size: NetSize = CARD,
+                     tile_pixels: int = TILE_PIXELS) -> np.ndarray:
+    """Colorize a picture of any size at its full resolution: the network runs on L resized to a multiple of 16
+    (longer side ``net_size``; ``"card"``: the model card's :func:`default_net_size`; None: the picture's own
+    size), the predicted a,b are enlarged (bilinear) and joined with the original's full-resolution L, band by
+    band (:func:`join_colours`). Returns uint8 (H, W, 3), the picture's own size."""
     rgb = _to_rgb_array(image)
     h, w = rgb.shape[:2]
-    lab_full = rgb_to_lab(rgb)  # (H, W, 3)
-    nh, nw = network_size(h, w, net_size)
+    size = default_net_size(colorizer) if net_size == CARD else net_size
+    nh, nw = network_size(h, w, size)
     small = np.array(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC))
     L_small, _ = uint8_to_model(small[None])
     ab = colorizer.predict(L_small)  # (1, 2, nh, nw) in model space
-    ab_full = torch.nn.functional.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-    lab = torch.cat((torch.from_numpy(lab_full[..., :1]).permute(2, 0, 1)[None], ab_full * 110.0), dim=1)
-    return rgb_to_uint8(lab_to_rgb(lab))[0]
+    return join_colours(rgb, ab, tile_pixels)
 
 
 def gray_picture(image: np.ndarray | Image.Image) -> np.ndarray:

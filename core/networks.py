@@ -25,7 +25,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
-import torchvision
 from torch import nn
 
 # -----------------------------------------------------------------------------
@@ -303,6 +302,8 @@ class VGGFeatures(nn.Module):
         super().__init__()
         _check_layers(layers, self.NUM_STAGES)
         self.layers = tuple(layers)
+        import torchvision  # here, not at the top: importing it takes seconds, and only VGG features need it
+
         # The convolutional trunk of vgg16_bn alone; building the full model would
         # also initialise its ~120M-parameter classifier for nothing.
         vgg = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"], batch_norm=True)
@@ -322,6 +323,8 @@ class VGGFeatures(nn.Module):
     @staticmethod
     def weights_path() -> str:
         """Where torch hub keeps the ImageNet ``vgg16_bn`` weights: ``<hub dir>/checkpoints/<file>``."""
+        import torchvision
+
         url = torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1.url
         return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 

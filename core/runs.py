@@ -456,9 +456,10 @@ def run_state(run: RunDir, status: Mapping) -> str:
     return "unknown" if run.exists() else "starting"
 
 
-def run_row(run: RunDir) -> dict[str, object]:
-    """One row of the runs table (``eta_s`` only while the job is active; ``started`` as a datetime)."""
-    status = run.live_status()
+def run_row(run: RunDir, status: Mapping | None = None) -> dict[str, object]:
+    """One row of the runs table (``eta_s`` only while the job is active; ``started`` as a datetime), from
+    ``status`` when given (a status read once for several views), else the run's live status."""
+    status = run.live_status() if status is None else status
     cfg = run_config(run)
     method = str(cfg.get("model") or status.get("model") or "")
     metric = key_metric(method)
@@ -475,12 +476,15 @@ def run_row(run: RunDir) -> dict[str, object]:
     }
 
 
-def runs_table(runs: Sequence[RunDir] | None = None, runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """The runs table: state, progress %, ETA (s), method, split, started time and best validation figure."""
+def runs_table(runs: Sequence[RunDir] | None = None, runs_dir: str | Path | None = None,
+               statuses: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+    """The runs table: state, progress %, ETA (s), method, split, started time and best validation figure;
+    ``statuses`` (run id -> live status, read once) makes it show exactly what other views of that moment show."""
     import pandas as pd
 
     runs = find_runs(runs_dir) if runs is None else runs
-    return pd.DataFrame([run_row(r) for r in runs], columns=list(RUNS_COLUMNS))
+    statuses = statuses or {}
+    return pd.DataFrame([run_row(r, statuses.get(r.id)) for r in runs], columns=list(RUNS_COLUMNS))
 
 
 # --- curves ------------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from core import limits
+from core.progress import ProgressFn
 
 __all__ = [
     "DataSourceError", "Part", "Dataset", "load_dataset", "cache_key", "default_cache_dir",
@@ -387,20 +388,23 @@ def _make_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
 
 
-def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress: bool, desc: str,
+def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress: bool | ProgressFn, desc: str,
                    total: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decode (name, data) pairs in their given order, in worker processes when there are many.
 
     Reading continues while workers decode. If the worker pool cannot run, decoding falls back to
-    this process. Returns (names, images, ok).
+    this process. ``progress`` is True (a tqdm bar), False, or a callback ``(stage, done, total)``
+    (:mod:`core.progress`), called from this thread: ``reading`` while files are read, ``decoding`` as
+    chunks finish. Returns (names, images, ok).
     """
     names: list[str] = []
     results: list[tuple[np.ndarray, np.ndarray] | Future] = []
     inputs: list[list[bytes | str]] = []  # kept until decoded so a failed pool can be replaced
     pool: ProcessPoolExecutor | None = None
     use_pool = _n_workers() > 1
-    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not progress, leave=False,
+    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=progress is not True, leave=False,
                mininterval=0.5)
+    report = progress if callable(progress) else None
 
     def submit(chunk: list[bytes | str]) -> None:
         nonlocal pool, use_pool
@@ -422,6 +426,8 @@ def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress
                 use_pool = False
         results.append(_decode_chunk(chunk, size))
         bar.update(len(chunk))
+        if report is not None:
+            report("decoding", sum(len(c) for c in inputs), total or 0)
 
     try:
         chunk: list[bytes | str] = []
@@ -431,15 +437,21 @@ def _decode_stream(items: Iterable[tuple[str, bytes | str]], size: int, progress
             if len(chunk) == CHUNK:
                 submit(chunk)
                 chunk = []
+                if report is not None and pool is not None:
+                    report("reading", len(names), total or 0)
         if chunk:
             submit(chunk)
         done: list[tuple[np.ndarray, np.ndarray]] = []
+        n_done = 0
         for i, r in enumerate(results):
             if isinstance(r, Future):
                 try:
                     r = r.result()
                 except Exception:  # a broken worker pool: decode here instead
                     r = _decode_chunk(inputs[i], size)
+                n_done += len(r[1])
+                if report is not None:
+                    report("decoding", n_done, len(names))
             done.append(r)
             inputs[i] = []
     finally:
@@ -646,7 +658,7 @@ def _zip_members(zf: zipfile.ZipFile, path: Path) -> list[tuple[str, zipfile.Zip
     return infos
 
 
-def _read_items(path: Path, size: int, progress: bool, listing: list[tuple[str, int, int]] | None
+def _read_items(path: Path, size: int, progress: bool | ProgressFn, listing: list[tuple[str, int, int]] | None
                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Decode every visible file of a folder or archive: (names, images, ok)."""
     limits.check_all()  # a malformed cap is one clear error, not every image skipped
@@ -711,7 +723,7 @@ def _organise(names: list[str], images: np.ndarray, ok: np.ndarray) -> tuple[lis
     return class_names, parts
 
 
-def _load_path(path: Path, name: str, source: str, size: int, progress: bool,
+def _load_path(path: Path, name: str, source: str, size: int, progress: bool | ProgressFn,
                listing: list[tuple[str, int, int]] | None) -> Dataset:
     """Decode a folder or archive and arrange it into parts."""
     names, images, ok = _read_items(path, size, progress, listing)
@@ -759,11 +771,12 @@ def _load_cifar10(source: str, size: int, cache_dir: str | Path | None, download
 
 
 def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = None, download: bool = False,
-                 progress: bool = True) -> Dataset:
+                 progress: bool | ProgressFn = True) -> Dataset:
     """Load a dataset from a source string (see :func:`resolve_source`), from the disk cache when it is current.
 
     ``cache_dir`` is the cache root (default :func:`default_cache_dir`); decoded data goes to its
-    ``datasets/`` folder. Returned arrays are ordinary writable numpy arrays.
+    ``datasets/`` folder. ``progress``: True shows a tqdm bar, a callback ``(stage, done, total)`` gets the
+    decode's counts (:mod:`core.progress`). Returned arrays are ordinary writable numpy arrays.
     """
     if not isinstance(size, int) or size < 1:
         raise DataSourceError(f"image size must be a positive integer, got {size!r}")

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 from core.atomic import atomic_write_text  # also importable from here, as before core.atomic existed
 
@@ -135,6 +134,8 @@ def hue_histogram(hues: np.ndarray, bins: int = HUE_BINS) -> list[int]:
 def split_stats(split: Split, train_hues: np.ndarray, train_labels: np.ndarray, test_hues: np.ndarray | None = None,
                 test_labels: np.ndarray | None = None, n_classes: int = 10, bins: int = HUE_BINS) -> dict:
     """Numbers the dashboard and README show: sizes, hue histograms, class counts and the KS statistic."""
+    from scipy.stats import ks_2samp  # here: importing scipy.stats takes about a second, and only this needs it
+
     parts = {"train": (train_hues[split.train], train_labels[split.train]),
              "val": (train_hues[split.val], train_labels[split.val])}
     if test_hues is not None and test_labels is not None:

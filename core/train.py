@@ -412,7 +412,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
     run, cfg, ckpt = opened.run, opened.cfg, opened.checkpoint
     device, threads = setup_torch(cfg)
     run.write_status(state="running", pid=os.getpid(), model=cfg.model, phase="data", message="preparing data",
-                     started=run.status().get("started", time.time()), out=str(run.path),
+                     eta_s=None, started=run.status().get("started", time.time()), out=str(run.path),
                      machine=machine_description(), device=str(device))
     notes = [opened.note, METHODS[cfg.model].before_training(cfg, run.path, progress) or ""]
     note = "; ".join(n for n in notes if n)

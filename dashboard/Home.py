@@ -3,7 +3,16 @@
 from pathlib import Path
 
 import streamlit as st
-from common import evaluate_cached, guarded, list_models, load_prepared, no_models_message, page, source_picker
+from common import (
+    ProgressBar,
+    evaluate_cached,
+    guarded,
+    list_models,
+    load_prepared,
+    no_models_message,
+    page,
+    source_picker,
+)
 from display import hidden_runs_note
 from streamlit.errors import StreamlitPageNotFoundError
 
@@ -67,14 +76,15 @@ if note := hidden_runs_note(len(every_model) - len(models)):
 elif not models:
     no_models_message()
 if prepared is not None and prepared.split.test.size:
-    with st.spinner(f"Evaluating on the first {EVAL_LIMIT} test images…"):
+    with ProgressBar(f"Evaluating on {EVAL_LIMIT} test images") as bar:  # shown only while something is computed
+        n_steps = 1 + len(models)
         gray = guarded(evaluate_cached, "baseline:gray", "gray", source, "test", EVAL_LIMIT, ssim=False,
-                       what="Gray baseline")
+                       progress=bar.part(1, n_steps, "gray baseline"), what="Gray baseline")
         if gray is not None:
             results.append(("baseline:gray", "baseline", "baseline", gray))
-        for entry in models:
+        for k, entry in enumerate(models, 2):
             r = guarded(evaluate_cached, entry.path, entry.name, source, "test", EVAL_LIMIT, ssim=False,
-                        what=f"Model {entry.name}")
+                        progress=bar.part(k, n_steps, entry.name), what=f"Model {entry.name}")
             if r is not None:
                 results.append((entry.name, entry.method, entry.kind, r))
     if results:

@@ -132,11 +132,18 @@ def hue_histogram_figure(frame: pd.DataFrame, title: str = "", height: int = 340
                           "%{customdata[0]} images (%{y:.1f}%)<extra></extra>",
         )
     fig.update_layout(
-        title={"text": title}, barmode="group", bargap=0.05, height=height, dragmode="select",
+        # No drag mode of its own: Streamlit then lets a click select a bar, and the
+        # toolbar's Box Select drags a range (in box mode Streamlit turns click-selection off).
+        title={"text": title}, barmode="group", bargap=0.05, height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
-        xaxis={"title": "mean hue", "range": [0.0, 1.0]}, yaxis={"title": "share of part (%)"},
+        xaxis={"title": "mean hue", "range": [0.0, 1.0], "fixedrange": True},
+        yaxis={"title": "share of part (%)", "fixedrange": True},
     )
     return fig
+
+
+HISTOGRAM_CONFIG = {"displayModeBar": True, "modeBarButtonsToRemove": ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d",
+                                                                      "autoScale2d", "resetScale2d", "lasso2d"]}
 
 
 def ks_title(kind: str, summary: Mapping[str, Any]) -> str:
@@ -176,3 +183,20 @@ def _get(obj: Any, key: str) -> Any:
         return obj[key]
     except (KeyError, TypeError, AttributeError):
         return getattr(obj, key, None)
+
+
+# --- leaderboard groups ------------------------------------------------------------------------------
+def group_bars(frame: pd.DataFrame, y: str, title: str, order: Sequence[str], x_title: str,
+               zero_line: bool = False, y_range: tuple[float, float] | None = None, y_title: str = "") -> go.Figure:
+    """Grouped bars of ``core.explore.group_table`` rows: one colour per model (in ``order``), groups along x;
+    ``zero_line`` draws the baseline's level, ``y_range`` zooms the axis."""
+    fig = px.bar(frame, x="group", y=y, color="model", barmode="group",
+                 category_orders={"model": [m for m in order if m in set(frame["model"])]},
+                 hover_data={"n_images": True, "value": ":.3f", "group": False},
+                 labels={"group": x_title, y: y_title or y}, title=title)
+    if zero_line:
+        fig.add_hline(y=0, line_color="#333333", line_width=1.5)
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    fig.update_layout(margin={"t": 50, "r": 10}, legend={"title": ""})
+    return fig

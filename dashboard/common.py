@@ -22,8 +22,12 @@ from core.access import AccessError, check_source
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError
 from core.data import PreparedData, prepare
+from core.eval_cache import cached_evaluate, checkpoint_file
+from core.evaluate import EvalResult
 from core.inference import Colorizer, ModelEntry, available_models, load_colorizer
+from core.progress import ProgressFn
 from core.sources import DataSourceError, default_cache_dir
+from dashboard.progress import ProgressBar, SharedCache
 
 T = TypeVar("T")
 SOURCE_ENV = "COLORIZE_DATA"
@@ -31,9 +35,16 @@ DEFAULT_SOURCE = "sample"
 USER_ERRORS = (DataSourceError, CheckpointError, FileNotFoundError, ValueError, OSError)
 
 
+# The browser tab's icon as an emoji: Streamlit draws it as an inline SVG. A ":material/...:" page icon would be
+# fetched from fonts.gstatic.com, and the dashboard makes no request off this machine.
+TAB_ICONS = {":material/palette:": "🎨", ":material/bar_chart:": "📊", ":material/model_training:": "🏋️",
+             ":material/compare:": "🔍", ":material/brush:": "🖌️", ":material/leaderboard:": "🏆",
+             ":material/visibility_off:": "🙈"}
+
+
 def page(title: str, icon: str) -> None:
-    """Common page set-up: wide layout, title and icon."""
-    st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=icon, layout="wide")
+    """Common page set-up: wide layout, title, and the tab icon for the page's Material icon (an emoji)."""
+    st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=TAB_ICONS.get(icon, "🎨"), layout="wide")
 
 
 # --- the active data source -------------------------------------------------------------------------
@@ -109,18 +120,27 @@ def guarded(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
 
 
 # --- cached calls into core ---------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading data and computing colour statistics…", max_entries=8)
-def _load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
-                   hue_method: str = "circular") -> PreparedData:
-    """The prepared data set, cached for every session (see :func:`load_prepared`)."""
-    return prepare(source, split, val_fraction, seed, hue_method=hue_method, progress=False)
+@st.cache_resource(show_spinner=False)
+def shared_cache(name: str, max_entries: int) -> SharedCache:
+    """One in-memory cache per ``name``, shared by every session (cleared with ``st.cache_resource.clear()``)."""
+    return SharedCache(max_entries)
 
 
 def load_prepared(source: str, split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
-                  hue_method: str = "circular") -> PreparedData:
-    """The prepared data set (decoded images, statistics, split), shared by all sessions; once the session's
-    active source has loaded, it is remembered for the next start."""
-    prepared = _load_prepared(source, split, val_fraction, seed, hue_method)
+                  hue_method: str = "circular", progress: ProgressFn | None = None) -> PreparedData:
+    """The prepared data set (decoded images, statistics, split), shared by all sessions; while it is prepared,
+    a progress bar shows the stages and counts (or ``progress`` gets them). Once the session's active source has
+    loaded, it is remembered for the next start (never before: a source that fails or hangs is not kept)."""
+    key = (source, split, float(val_fraction), int(seed), hue_method)
+    cache = shared_cache("prepared", 8)
+    prepared = cache.get(key)
+    if prepared is None and progress is not None:
+        prepared = cache.get_or_compute(key, lambda: prepare(source, split, val_fraction, seed,
+                                                             hue_method=hue_method, progress=progress))
+    elif prepared is None:
+        with ProgressBar("Loading data") as bar:
+            prepared = cache.get_or_compute(key, lambda: prepare(source, split, val_fraction, seed,
+                                                                 hue_method=hue_method, progress=bar))
     if source == st.session_state.get("source") and _read_settings().get("source") != source:
         try:
             set_source(source)
@@ -135,24 +155,51 @@ def list_models() -> list[ModelEntry]:
     return available_models()
 
 
+def _file_state(spec: str) -> tuple:
+    """What tells a checkpoint's bytes changed, cheaply: size and modification time of the file it loads."""
+    if spec.startswith("baseline:"):
+        return ()
+    try:
+        st_ = checkpoint_file(spec).stat()
+    except OSError:
+        return ("missing",)
+    return (st_.st_size, st_.st_mtime_ns)
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
-def get_colorizer(path: str, name: str) -> Colorizer:
+def _colorizer(path: str, name: str, state: tuple) -> Colorizer:
+    """One loaded colorizer per checkpoint state (``state``: the size and modification time of its file)."""
     return load_colorizer(path, name=name)
 
 
-@st.cache_resource(show_spinner="Evaluating…", max_entries=64)
-def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
-                    val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True):
-    """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source; cached per model."""
-    from core.baselines import make_baseline
-    from core.evaluate import evaluate
+def get_colorizer(path: str, name: str) -> Colorizer:
+    """The colorizer of a checkpoint or run, loaded again when the file it loads changed (a run's new best.pt)."""
+    return _colorizer(path, name, _file_state(path))
 
-    prepared = _load_prepared(source, split, val_fraction, seed)
-    if spec.startswith("baseline:"):
-        model = make_baseline(spec.split(":", 1)[1], prepared)
-    else:
-        model = get_colorizer(spec, name)
-    return evaluate(model, prepared, part=part, limit=limit, ssim=ssim, keep_predictions=keep_predictions)
+
+def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
+                    val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True,
+                    progress: ProgressFn | None = None) -> EvalResult:
+    """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source: from memory, else
+    from the disk cache (:mod:`core.eval_cache`, so a restarted dashboard finds it), else computed with
+    ``progress`` reports (stage ``evaluating NAME``, images done and in all)."""
+    from core.baselines import make_baseline
+
+    key = (spec, _file_state(spec), name, source, part, limit, split, float(val_fraction), int(seed), ssim,
+           keep_predictions)
+
+    def get_model(spec: str, name: str, prepared: PreparedData):
+        if spec.startswith("baseline:"):
+            return make_baseline(spec.split(":", 1)[1], prepared)
+        return get_colorizer(spec, name)
+
+    def compute() -> EvalResult:
+        return cached_evaluate(spec, name, source, part, limit,
+                               lambda p: load_prepared(source, split, val_fraction, seed, progress=p),
+                               get_model, split=split, val_fraction=val_fraction, seed=seed, ssim=ssim,
+                               keep_predictions=keep_predictions, progress=progress)
+
+    return shared_cache("evaluations", 64).get_or_compute(key, compute)
 
 
 def model_label(entry: ModelEntry) -> str:

@@ -29,6 +29,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def eta_text(status: Mapping) -> str:
+    """The ETA as shown: ``preparing data`` until the job has loaded its data, ``measuring`` until it has timed
+    its first steps, then the duration; ``—`` for a job that is not active."""
+    if not is_active(status):
+        return "—"
+    if status.get("state") == "starting" or status.get("phase") == "data":
+        return "preparing data"
+    if not _finite(status.get("eta_s")):
+        return "measuring"
+    return format_duration(status.get("eta_s"))
+
+
 def status_fields(status: Mapping) -> dict[str, str]:
     """The selected run's status as short display strings: state, phase, epoch, step, images/s, ETA."""
     spe = status.get("steps_per_epoch")
@@ -42,7 +54,7 @@ def status_fields(status: Mapping) -> dict[str, str]:
         "epoch": (f"{float(epoch):.2f}" if _finite(epoch) else "—") + (f" / {epochs:.4g}" if epochs else ""),
         "step": (str(int(step)) if _finite(step) else "—") + (f" / {int(total)}" if _finite(total) else ""),
         "images/s": f"{float(status['images_per_s']):,.0f}" if _finite(status.get("images_per_s")) else "—",
-        "ETA": format_duration(status.get("eta_s")) if is_active(status) else "—",
+        "ETA": eta_text(status),
     }
 
 
@@ -67,8 +79,14 @@ def highlight_columns(frame: pd.DataFrame, columns: Sequence[str], style: str = 
     return styler
 
 
-def runs_display(table: pd.DataFrame) -> pd.DataFrame:
-    """``core.runs.runs_table`` as the Train page shows it: the ETA as text (``eta``; blank when not running)."""
+def runs_display(table: pd.DataFrame, statuses: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+    """``core.runs.runs_table`` as the Train page shows it: the ETA as text (``eta``; blank when not running),
+    worded as the run panel words it (:func:`eta_text`) when the statuses the table was built from are given."""
     shown = table.copy()
-    shown.insert(shown.columns.get_loc("eta_s"), "eta", [format_duration(s) for s in table["eta_s"]])
+    if statuses is None:
+        etas = [format_duration(s) for s in table["eta_s"]]
+    else:
+        etas = [eta_text(statuses[r]).replace("—", "") if r in statuses else format_duration(s)
+                for r, s in zip(table["run"], table["eta_s"])]
+    shown.insert(shown.columns.get_loc("eta_s"), "eta", etas)
     return shown.drop(columns="eta_s")

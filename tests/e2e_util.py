@@ -75,13 +75,33 @@ class Dashboard:
             return ""
 
 
-def start_dashboard(work: Path, script: str | Path = "dashboard/Home.py", timeout_s: float = 90.0,
-                    extra_env: Mapping[str, str] | None = None) -> Dashboard:
-    """Start ``streamlit run script`` on a free port with runs and cache under ``work``; wait until it is healthy."""
+def server_ready(port: int) -> str:
+    """What ``dashboard/app.py``'s warm-up reports (``ready`` once the pages' imports are loaded); "" if no answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_colorize/ready", timeout=2) as r:
+            return r.read().decode().strip()
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
+def wait_until_ready(dash: Dashboard, timeout_s: float = 120.0) -> float:
+    """Wait until the server's warm-up has finished; returns the seconds waited."""
+    t0 = time.monotonic()
+    while server_ready(dash.port) != "ready":
+        if dash.proc.poll() is not None or time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"the dashboard did not warm up ({server_ready(dash.port)!r}):\n{dash.log_tail()}")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def start_dashboard(work: Path, script: str | Path = "dashboard/app.py", timeout_s: float = 90.0,
+                    extra_env: Mapping[str, str] | None = None, port: int | None = None) -> Dashboard:
+    """Start ``streamlit run script`` on ``port`` (default: a free one) with runs and cache under ``work``; wait
+    until it is healthy."""
     runs_dir, cache_dir = work / "runs", work / "cache"
     runs_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = os.environ | {"COLORIZE_RUNS_DIR": str(runs_dir), "COLORIZE_CACHE_DIR": str(cache_dir),
                         "COLORIZE_DATA": "sample", "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1",
                         "PYTHONUNBUFFERED": "1"} | dict(extra_env or {})
@@ -136,6 +156,25 @@ def dashboard(work: Path, **kwargs) -> Iterator[Dashboard]:
         yield dash
     finally:
         stop_dashboard(dash)
+
+
+def record_requests(target) -> list[str]:
+    """Every address a page or browser context asks for from now on (frames and iframes included), in order."""
+    seen: list[str] = []
+    target.on("request", lambda request: seen.append(request.url))
+    return seen
+
+
+def foreign_requests(urls: list[str], dash: Dashboard) -> list[str]:
+    """The requests that left the dashboard's own server: any network address (http, https, ws, wss) on another
+    host or port. Inline data (``data:``, ``blob:``, ``about:``) never leaves the browser."""
+    own = f"127.0.0.1:{dash.port}"
+    out = []
+    for url in urls:
+        scheme, _, rest = url.partition("://")
+        if scheme in ("http", "https", "ws", "wss") and rest.split("/", 1)[0] != own:
+            out.append(url)
+    return out
 
 
 def launch_chromium(playwright):

@@ -117,7 +117,7 @@ def test_grid_png_dimensions(sample_images):
     data = compare.grid_png(rows, titles, scale=4)
     with Image.open(io.BytesIO(data)) as im:
         assert im.format == "PNG"
-        cell, pad, top = 32 * 4, 2, 14
+        cell, pad, top = 32 * 4, 2, 15
         assert im.size == (3 * (cell + pad) + pad, top + 3 * (cell + pad) + pad)
         arr = np.asarray(im.convert("RGB"))
     # the truth cell of the first row holds the first image, enlarged 4x
@@ -252,20 +252,27 @@ def test_grid_captions_and_page_table_follow_the_rows(sample_images):
     b = pd.DataFrame({"auc_ab": [60.0, 50.0, 40.0]})
     rows = np.array([2, 0])
     assert compare.grid_captions(per_image, [a, b], rows, "auc_ab") == [
-        ["#2 ship", "auc_ab 70.2", "auc_ab 40", "hue 0.90"], ["#0 cat", "auc_ab 90", "auc_ab 60", "hue 0.10"]]
-    long = pd.DataFrame({"colorfulness_ratio": [0.4321, 1.0, 2.0]})
-    short, too_long = compare.grid_captions(per_image, [long], rows, "colorfulness_ratio")
-    assert short[1] == "colorfulness_ratio 2" and too_long[1] == "0.432"  # the name is left out when too long
+        ["#2 ship", "auc_ab 70.2", "auc_ab 40.0", "hue 0.90"], ["#0 cat", "auc_ab 90.0", "auc_ab 60.0", "hue 0.10"]]
+    ratio = pd.DataFrame({"colorfulness_ratio": [0.4321, 1.0, float("nan")]})
+    (first, second) = compare.grid_captions(per_image, [ratio], rows, "colorfulness_ratio")
+    assert first[1] == "colour ratio –" and second[1] == "colour ratio 0.43"
+    ssim = pd.DataFrame({"ssim": [0.95213, 0.9, 0.8]})
+    assert compare.grid_captions(per_image, [ssim], rows[1:], "ssim")[0][1] == "ssim 0.952"
+    apart = np.array([1.5, 0.0, 12.345])
+    with_extra = compare.grid_captions(per_image, [a], rows, "auc_ab", extra=apart, extra_label="Δab")
+    assert [r[0] for r in with_extra] == ["#2 ship\nΔab 12.35", "#0 cat\nΔab 1.50"]
     table = compare.page_table(per_image, [a, b], ["A", "B"], rows, "auc_ab")
     assert list(table.index) == ["#2", "#0"] and list(table.columns) == ["class", "hue", "A", "B"]
     assert table.loc["#2", "A"] == 70.25 and table.loc["#0", "B"] == 60.0 and table.loc["#0", "class"] == "cat"
+    table = compare.page_table(per_image, [a], ["A"], rows, "auc_ab", extra=apart, extra_label="Δab")
+    assert list(table.columns) == ["class", "hue", "Δab", "A"] and table.loc["#2", "Δab"] == 12.345
 
 
 def test_grid_png_with_captions_adds_a_line_under_each_row(sample_images):
     rows = compare.render_rows(sample_images[:2], [torch.zeros(2, 2, 32, 32)], np.arange(2))
     captions = [["#0 a", "x", "hue 0.1"], ["#1 b", "y", "hue 0.2"]]
     with Image.open(io.BytesIO(compare.grid_png(rows, compare.grid_titles(["m"]), captions=captions))) as im:
-        cell, pad, line = 128, 2, 14
+        cell, pad, line = 128, 2, 15
         assert im.size == (3 * (cell + pad) + pad, line + 2 * (cell + line + pad) + pad)
         arr = np.asarray(im.convert("RGB"))
     band = arr[line + pad + cell : line + pad + cell + line, pad : pad + cell]
@@ -274,3 +281,6 @@ def test_grid_png_with_captions_adds_a_line_under_each_row(sample_images):
     np.testing.assert_array_equal(arr[y : y + cell : 4, pad + 2 * (cell + pad) :][:32, : cell : 4], sample_images[1])
     with pytest.raises(ValueError, match="caption rows"):
         compare.grid_png(rows, ["a", "b", "c"], captions=captions[:1])
+    two = [["#0 a\nΔab 1.00", "x", "hue 0.1"], ["#1 b\nΔab 2.00", "y", "hue 0.2"]]  # a second line: a taller band
+    with Image.open(io.BytesIO(compare.grid_png(rows, compare.grid_titles(["m"]), captions=two))) as im:
+        assert im.size[1] == line + 2 * (cell + 2 * line + pad) + pad

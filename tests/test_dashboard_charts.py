@@ -100,3 +100,25 @@ def test_method_labels():
     from core.methods import method_label
 
     assert [method_label(m) for m in ("unet", "dcgan", "nogan")] == ["U-Net", "DCGAN", "NoGAN"]
+
+
+@pytest.mark.parametrize("status,text", [
+    ({"state": "starting", "eta_s": 0.0}, "preparing data"),
+    ({"state": "running", "phase": "data", "eta_s": 0.0}, "preparing data"),
+    ({"state": "running", "phase": "gan"}, "measuring"),
+    ({"state": "running", "phase": "gan", "eta_s": 61}, "1m 01s"),
+    ({"state": "completed", "eta_s": 0.0}, "—"),
+])
+def test_eta_text(status, text):
+    assert display.eta_text(status) == text
+
+
+def test_hue_histogram_selects_by_click_and_offers_box_select() -> None:
+    """Streamlit turns click-selection off while a figure's drag mode is select or lasso: the histogram sets none
+    (a click selects a bar) and keeps the toolbar's Box Select for ranges; its axes do not zoom or pan."""
+    frame = explore.hue_histogram_frame({"train": np.linspace(0, 0.99, 50)}, 36)
+    fig = charts.hue_histogram_figure(frame)
+    assert fig.layout.dragmode is None and fig.layout.clickmode is None
+    assert fig.layout.xaxis.fixedrange and fig.layout.yaxis.fixedrange
+    removed = charts.HISTOGRAM_CONFIG["modeBarButtonsToRemove"]
+    assert "select2d" not in removed and {"zoom2d", "pan2d", "lasso2d"} <= set(removed)

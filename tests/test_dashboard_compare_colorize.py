@@ -70,7 +70,7 @@ def grid_table(at: AppTest):
 def column_titles(at: AppTest) -> list[str]:
     """The models of the grid, in column order (from the page table)."""
     table = grid_table(at)
-    return [] if table is None else [c for c in table.columns if c not in ("class", "hue")]
+    return [] if table is None else [c for c in table.columns if c not in ("class", "hue", "Δab")]
 
 
 def shown_rows(at: AppTest) -> list[int]:
@@ -159,6 +159,14 @@ def test_compare_sort_by_disagreement(models):
     shown = shown_rows(at)
     assert len(shown) == 8 and shown != list(range(8))
     assert at.download_button(key="compare_export") is not None
+    table = grid_table(at)
+    assert list(table.columns) == ["class", "hue", "Δab", "run:tiny-unet", "mean_ab (baseline)"]
+    apart = list(table["Δab"])
+    assert apart == sorted(apart, reverse=True) and apart[0] > apart[-1] >= 0  # shown, in the order sorted by
+    assert any("Disagreement (Δab)" in c.value for c in at.caption)
+    at.radio(key="compare_order").set_value("ascending")
+    ok(at)
+    assert list(grid_table(at)["Δab"]) == sorted(grid_table(at)["Δab"])
 
 
 def test_compare_without_models_still_offers_baselines(no_models):
@@ -178,25 +186,97 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def test_colorize_sample_images(models):
-    at = AppTest.from_file(COLORIZE, default_timeout=TIMEOUT)
-    ok(at)
+def colorize_page() -> AppTest:
+    return AppTest.from_file(COLORIZE, default_timeout=TIMEOUT)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for im in at.image for c in im.captions]
+
+
+def wipe(at: AppTest) -> str:
+    """The before/after view's HTML (one self-contained iframe page)."""
+    (frame,) = at.get("iframe")
+    return frame.proto.srcdoc
+
+
+def test_colorize_sample_photographs(models):
+    at = ok(colorize_page())
     assert any("Upload" in i.value for i in at.info)
+    assert at.select_slider(key="colorize_size").value == "card"
+    assert "run:tiny-unet** 64 px (no photo check in its card)" in at.caption[0].value
     at.radio(key="colorize_input").set_value("samples")
-    at.select_slider(key="colorize_size").set_value(64)
     ok(at)
     picked = at.multiselect(key="colorize_samples").value
-    assert len(picked) == 2
-    # per sample: input | model | original, then the before/after wipe
-    assert len(at.image) == 2 * 3 + 1
-    assert [c for im in at.image for c in im.captions][:3] == ["input (gray)", "run:tiny-unet", "original"]
+    assert picked == ["photo-astronaut.png", "photo-coffee.png"]
+    # per picture: input | model | original, each with its network size; then the before/after view
+    assert captions(at)[:3] == ["input (gray)", "run:tiny-unet · 64 px", "original"] and len(at.image) == 6
     assert len(at.download_button) == 2
     table = at.dataframe[0].value
     assert list(table.columns) == ["auc_ab", "psnr", "mae_rgb", "colorfulness_ratio"]
-    assert 0 <= table.loc["run:tiny-unet", "auc_ab"] <= 100
+    assert list(table.index) == ["run:tiny-unet · 64 px", "gray (baseline)"]
+    assert 0 <= table.loc["run:tiny-unet · 64 px", "auc_ab"] <= 100 and table.loc["gray (baseline)", "mae_rgb"] > 1
+    page = wipe(at)
+    assert page.count("data:image/jpeg;base64,") == 2 and "http" not in page.replace("http://www.w3.org", "")
+    assert "run:tiny-unet · 64 px" in page and "gray input" in page
 
-    at.slider(key="colorize_ba_position").set_value(0.2)
+    at.select_slider(key="colorize_size").set_value(32)
+    at.radio(key="colorize_ba_against").set_value("original")
     ok(at)
+    assert captions(at)[1] == "run:tiny-unet · 32 px" and "All models at **32 px**" in at.caption[0].value
+    assert ">original<" in wipe(at)
+
+
+def test_colorize_gallery(models):
+    at = colorize_page()
+    at.session_state["colorize_input"] = "samples"
+    at.session_state["colorize_layout"] = "gallery"
+    ok(at)
+    assert captions(at) == ["photo-astronaut.png · input (gray)", "photo-astronaut.png · run:tiny-unet · 64 px",
+                            "photo-coffee.png · input (gray)", "photo-coffee.png · run:tiny-unet · 64 px"]
+    assert len(at.download_button) == 2
+    table = at.dataframe[0].value
+    assert len(table) == 4 and {i[1] for i in table.index} == {"run:tiny-unet · 64 px", "gray (baseline)"}
+
+
+def test_shipped_models_start_at_their_measured_sizes(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("COLORIZE_RUNS_DIR", str(tmp_path / "no-runs"))
+    st.cache_data.clear()
+    at = colorize_page()
+    at.session_state["colorize_input"] = "samples"
+    at.session_state["colorize_samples"] = ["photo-chelsea.png"]
+    ok(at)
+    note = at.caption[0].value
+    for name in ("unet", "dcgan", "nogan"):
+        card = json.loads((ROOT / "checkpoints" / f"{name}.json").read_text())
+        size = card["default_net_size"]
+        value = card["net_size_check"]["mean_by_size"][str(size)]
+        assert f"**{name}** {size} px (mae_rgb {value:.2f} against gray's {card['net_size_check']['gray_mean']:.2f})" \
+            in note
+        assert f"{name} · {size} px" in captions(at)
+    assert "worse than gray" in note and "Larger sizes" in note
+    st.cache_data.clear()
+
+
+def test_a_large_upload_is_colorized_at_full_resolution(models):
+    import common
+
+    rng = np.random.default_rng(3)
+    big = Image.fromarray(np.repeat(rng.integers(0, 256, (210, 25, 3), dtype=np.uint8), 10, axis=0).repeat(10, axis=1))
+    assert big.size == (250, 2100)
+    wide = Image.fromarray(rng.integers(0, 256, (40, 2500, 3), dtype=np.uint8))
+    at = colorize_page()
+    at.run()
+    at.file_uploader(key="colorize_upload").set_value([("tall.png", png(big), "image/png"),
+                                                       ("wide.png", png(wide), "image/png")])
+    ok(at)
+    assert "250×2100 pixels, colorized at full resolution" in at.caption[1].value
+    kept = [v for v in common.shared_cache("colorized", 12)._items.values()]
+    assert {v.shape for v in kept} >= {(2100, 250, 3), (40, 2500, 3)}  # the colorizations are the uploads' size
+    page = wipe(at)
+    assert page.count("data:image/jpeg;base64,") == 2
 
 
 def test_colorize_uploads_with_a_corrupt_file(models):
@@ -214,6 +294,7 @@ def test_colorize_uploads_with_a_corrupt_file(models):
     assert not at.exception
     assert len(at.error) == 1 and "broken.png" in at.error[0].value
     assert [s.value for s in at.subheader] == ["gray.png", "deep.png", "Before / after"]
+    assert len(at.get("iframe")) == 1
     assert len(at.download_button) == 2  # one model, two readable pictures
     assert len(at.dataframe) == 0  # gray pictures have no colours to score against
 

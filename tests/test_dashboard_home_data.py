@@ -173,3 +173,30 @@ def test_data_page_arithmetic_hue(models_dir: Path) -> None:
     at.radio(key="hue_method").set_value("arithmetic").run()
     assert not at.exception
     assert "arithmetic mean hue" in _text(at)
+
+
+def test_home_after_a_restart_reads_its_evaluations_from_disk(models_dir: Path, tiny_run: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted dashboard (nothing in memory) shows the same figures without evaluating anything again."""
+    import shutil
+
+    import streamlit as st
+
+    import core.eval_cache
+
+    shutil.copytree(tiny_run, models_dir / "tiny-unet")
+    first = _app(HOME)
+    assert not first.exception, first.exception
+    before = first.dataframe[0].value
+    st.cache_resource.clear()  # what a server restart loses: data, models and evaluations held in memory
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated again instead of reading the disk cache")
+
+    monkeypatch.setattr(core.eval_cache, "evaluate", refuse)
+    again = _app(HOME)
+    assert not again.exception, again.exception
+    assert not again.error, [e.value for e in again.error]
+    after = again.dataframe[0].value
+    assert set(after.index) == {"run:tiny-unet", "baseline:gray"}
+    assert after.equals(before)

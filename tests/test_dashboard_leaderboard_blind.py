@@ -94,28 +94,70 @@ def _chart(at: AppTest, key: str) -> dict:
 
 
 # --- Leaderboard -------------------------------------------------------------------------------------------
+def _numbers(values) -> list[float]:
+    """A plotly figure's numbers as JSON holds them: a list, or plotly's base64 typed array."""
+    if isinstance(values, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).tolist()
+    return [float(v) for v in values]
+
+
+def _board(at: AppTest):
+    """The leaderboard as shown: figures as text, the best of each column followed by ★."""
+    return at.table[0].value
+
+
 def test_leaderboard_lists_run_and_baselines(with_run: Path) -> None:
     at = _app(LEADERBOARD, lb_limit=300)  # fewer images than the default, to keep the test quick
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    table = at.dataframe[0].value
-    assert {RUN_NAME, "gray", "mean_ab"} <= set(table.index.astype(str)) | set(table.iloc[:, 0].astype(str))
+    table = _board(at)
+    assert set(table.index.astype(str)) == {RUN_NAME, "gray", "mean_ab"}
     assert "No trained models yet" not in _text(at)
     assert "300 test images" in _text(at)
-    assert len(table) == 3
+    assert list(table.columns) == ["method", "psnr ↑", "ssim ↑", "mae_rgb ↓", "auc_ab ↑", "acc_ab_2 ↑", "acc_ab_5 ↑",
+                                   "acc_ab_10 ↑", "colorfulness ↑", "colorfulness ratio → 1", "score ↑"]
+    for column in table.columns[1:]:  # one best figure per column, marked
+        assert sum(str(v).endswith("\u00a0★") for v in table[column]) == 1, column
+    aucs = {m: float(str(v).rstrip("\u00a0★")) for m, v in table["auc_ab ↑"].items()}
+    assert table.loc[max(aucs, key=aucs.get), "auc_ab ↑"].endswith("\u00a0★")
 
     downloads = at.get("download_button")
     assert len(downloads) == 1 and "CSV" in downloads[0].label
     assert downloads[0].proto.url.endswith(".csv")  # served as text/csv
 
+    # the bars: each model's difference from gray, per class and per hue bin (gray itself is the zero line)
     before = _chart(at, "lb_class_chart")
     hue_before = _chart(at, "lb_hue_chart")
-    assert {t["name"] for t in before["data"]} == {RUN_NAME, "gray", "mean_ab"}
+    assert {t["name"] for t in before["data"]} == {RUN_NAME, "mean_ab"}
+    from core.baselines import make_baseline
+    from core.data import prepare
+    from core.evaluate import evaluate
+
+    prepared = prepare("sample", progress=False)
+    gray = evaluate(make_baseline("gray"), prepared, "test", limit=300).per_class.set_index("class_name")["auc_ab"]
+    mean_ab = evaluate(make_baseline("mean_ab", prepared), prepared, "test", limit=300).per_class
+    bars = next(t for t in before["data"] if t["name"] == "mean_ab")
+    expected = (mean_ab.set_index("class_name")["auc_ab"] - gray).loc[bars["x"]]
+    assert _numbers(bars["y"]) == pytest.approx(list(expected))
+    assert any(shape.get("y0") == 0 for shape in before["layout"]["shapes"])  # the zero line
+
     at.selectbox(key="lb_metric").set_value("psnr").run()
     assert not at.exception
     after = _chart(at, "lb_class_chart")
     assert after != before and "psnr" in json.dumps(after["layout"]["title"])
     assert _chart(at, "lb_hue_chart") != hue_before
+
+    at.radio(key="lb_view").set_value("values").run()  # the values themselves, the axis zoomed to their spread
+    assert not at.exception
+    values = _chart(at, "lb_class_chart")
+    assert {t["name"] for t in values["data"]} == {RUN_NAME, "gray", "mean_ab"}
+    lo, hi = values["layout"]["yaxis"]["range"]
+    ys = [y for t in values["data"] for y in _numbers(t["y"])]
+    assert 0 < lo < min(ys) and max(ys) < hi
 
 
 def test_leaderboard_val_part(with_run: Path) -> None:
@@ -127,7 +169,7 @@ def test_leaderboard_val_part(with_run: Path) -> None:
     assert not at.exception and not at.error
     assert not at.warning
     assert "50 val images" in _text(at)
-    assert len(at.dataframe[0].value) == 3
+    assert len(_board(at)) == 3
 
 
 def test_leaderboard_empty_state(no_models: Path) -> None:
@@ -137,8 +179,8 @@ def test_leaderboard_empty_state(no_models: Path) -> None:
     assert at.number_input(key="lb_limit").value == 2000
     assert "1,000 test images" in _text(at)  # the default takes every test image of the sample
     assert "No trained models yet" in _text(at)
-    table = at.dataframe[0].value
-    assert set(table.index.astype(str)) | set(table.iloc[:, 0].astype(str)) >= {"gray", "mean_ab"}
+    table = _board(at)
+    assert set(table.index.astype(str)) == {"gray", "mean_ab"}
     assert len(table) == 2
     assert len(at.get("download_button")) == 1
 

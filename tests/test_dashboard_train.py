@@ -203,3 +203,37 @@ def test_active_run_shows_progress_and_cannot_be_deleted(runs_dir):
     row = at.dataframe[0].value.iloc[0]
     assert row["state"] == "running" and row["progress"] == 25.0 and row["eta"] == "1m 30s"
     assert len(at.get("progress")) == 1
+
+
+def test_table_picker_and_panel_show_one_reading_of_a_resumed_run(runs_dir):
+    """A run resumed from step 260 of 5120, its process still preparing data: the table, the picker and the
+    panel all say so, with no ETA left over from the run it resumes."""
+    import os
+
+    run = RunDir(runs_dir / "resumed")
+    run.path.mkdir(parents=True)
+    TrainConfig(model="unet").save(run.config)
+    run.write_status(state="cancelled", step=260, total_steps=5120, steps_per_epoch=512, epoch=260 / 512, eta_s=0.0,
+                     images_per_s=900.0, started=1.0)
+    start_job({"model": "unet", "out": str(run.path), "resume": True}, launcher=FakeLauncher())  # as Resume does
+    run.write_status(pid=os.getpid())
+    at = app(run="resumed")
+    assert not at.exception
+    row = at.dataframe[0].value.iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert row["state"] == metrics["state"] == "starting"
+    assert row["progress"] == round(100 * 260 / 5120, 1) and metrics["step"] == "260 / 5120"
+    assert row["eta"] == metrics["ETA"] == "preparing data"
+    assert at.selectbox(key="train_run").format_func("resumed") == "resumed (starting)"
+
+    run.write_status(state="running", phase="data", message="preparing data", eta_s=None)  # the job took over
+    at = app(run="resumed")
+    assert at.dataframe[0].value.iloc[0]["eta"] == {m.label: m.value for m in at.metric}["ETA"] == "preparing data"
+    run.write_status(phase="train")  # its first phase began; no step timed yet
+    at = app(run="resumed")
+    assert {m.label: m.value for m in at.metric}["ETA"] == "measuring" == at.dataframe[0].value.iloc[0]["eta"]
+    run.write_status(step=300, eta_s=75.0)
+    at = app(run="resumed")
+    row = at.dataframe[0].value.iloc[0]
+    assert row["eta"] == {m.label: m.value for m in at.metric}["ETA"] == "1m 15s"
+    assert row["progress"] == round(100 * 300 / 5120, 1)

@@ -1,10 +1,8 @@
-"""End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, a tiny
-training job started from the Train page completes and can be picked on the Compare page, and two runs picked on
-the Runs page are drawn together in its charts.
-
-The dashboard runs as a subprocess on a free port with its runs and cache in a temporary folder and the bundled
-sample as data. Screenshots of every page go to ``artifacts/screenshots/``. Needs ``/usr/bin/chromium``
-(``make browser``).
+"""End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, and a tiny
+training job started from the Train page completes and can be picked on the Compare page; a histogram bar picked by
+a click and a range by Box Select on Data & splits; every chip of Compare's model picker in sight; the Colorize
+page's before/after view; two runs picked on the Runs page are drawn together in its charts. Every request the
+browser makes is recorded: none may go to another host than the dashboard's own server.
 """
 
 from __future__ import annotations
@@ -20,8 +18,10 @@ from tests.e2e_util import (
     PAGES,
     ROOT,
     Dashboard,
+    foreign_requests,
     launch_chromium,
     open_page,
+    record_requests,
     save_screenshot,
     start_dashboard,
     stop_dashboard,
@@ -62,12 +62,17 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, server: Dashboard) -> Iterator[object]:
-    """A fresh browser tab (its own Streamlit session)."""
+    """A fresh browser tab (its own Streamlit session); fails the test if the tab asked any other host than the
+    dashboard's for anything (fonts, icons, scripts, data)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
+    requests = record_requests(context)
     tab = context.new_page()
     try:
         yield tab
+        assert requests, "no request recorded"
+        foreign = foreign_requests(requests, server)
+        assert not foreign, f"requests that left the machine: {foreign[:10]}"
     finally:
         context.close()
 
@@ -180,6 +185,81 @@ def test_runs_page_overlays_two_runs(page, server: Dashboard) -> None:
         assert set(names) == set(OVERLAY_RUNS), charts
     no_exception(page, server, "/Runs with two runs overlaid")
     screenshot(page, "Runs-overlay")
+
+
+def bar_filter_text(page) -> str:
+    """The line above the train part's gallery: '**train** (hue split): N images with hue in [lo, hi]...'."""
+    return next(t for t in page.get_by_test_id("stMarkdown").all_inner_texts() if t.startswith("train ("))
+
+
+@pytest.mark.timeout(300)
+def test_data_page_histogram_click_and_box_select(page, server: Dashboard) -> None:
+    """A click on a bar of the hue split's histogram shows that bin's images; Box Select shows a dragged range."""
+    open_page(page, f"{server.url}/Data_and_splits", PAGE_TIMEOUT_MS)
+    assert "[0.000, 1.000]" in bar_filter_text(page)
+    chart = page.get_by_test_id("stPlotlyChart").nth(1)  # the hue split
+    bar = chart.locator("g.point path").nth(20).bounding_box()
+    page.mouse.click(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] - 3)
+    expect(page.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^train \(hue split\)"))).not_to_contain_text(
+        "[0.000, 1.000]", timeout=30_000)
+    wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    lo, hi = map(float, re.search(r"\[([0-9.]+), ([0-9.]+)\]", bar_filter_text(page)).groups())
+    assert hi - lo == pytest.approx(1 / 36, abs=2e-3)  # one bin of 36
+    no_exception(page, server, "/Data_and_splits after a click")
+
+    chart.hover()
+    chart.locator(".modebar-btn[data-val='select']").click()  # the toolbar's Box Select
+    area = chart.locator(".nsewdrag").first.bounding_box()
+    x0, y0 = area["x"] + area["width"] * 0.1, area["y"] + area["height"] * 0.2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + area["width"] * 0.25, y0 + area["height"] * 0.6, steps=8)
+    page.mouse.up()
+    expect(page.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"^train \(hue split\)"))).not_to_contain_text(
+        f"[{lo:.3f}, {hi:.3f}]", timeout=30_000)
+    wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    lo2, hi2 = map(float, re.search(r"\[([0-9.]+), ([0-9.]+)\]", bar_filter_text(page)).groups())
+    assert 0.1 < hi2 - lo2 < 0.5
+    no_exception(page, server, "/Data_and_splits after a box selection")
+    screenshot(page, "Data_and_splits-selected")
+
+
+@pytest.mark.timeout(420)
+def test_compare_picker_shows_every_chip(page, server: Dashboard) -> None:
+    """With every model and baseline chosen, each chip of the picker lies inside the picker (none scrolled away)."""
+    open_page(page, f"{server.url}/Compare", PAGE_TIMEOUT_MS)
+    models = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Models", exact=True))
+    models.get_by_role("combobox", name="Models").click()
+    page.get_by_role("option", name="Select all").click()
+    page.keyboard.press("Escape")
+    wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Compare with every model")
+    chips = models.get_by_role("button", name=re.compile("^Remove "))
+    assert chips.count() >= 5  # the shipped models and both baselines at least
+    box = models.bounding_box()
+    for i in range(chips.count()):
+        chip = chips.nth(i).bounding_box()
+        assert chip is not None and box["x"] <= chip["x"] and chip["x"] + chip["width"] <= box["x"] + box["width"], \
+            f"chip {i} lies outside the picker"
+    screenshot(page, "Compare-all-models")
+
+
+@pytest.mark.timeout(300)
+def test_colorize_before_after_view(page, server: Dashboard) -> None:
+    """The bundled photographs colorized at each model's own size; the wipe moves when dragged."""
+    open_page(page, f"{server.url}/Colorize", PAGE_TIMEOUT_MS)
+    page.get_by_test_id("stRadio").get_by_text("Try bundled photographs and samples", exact=True).click()
+    wait_for_app_run(page, PAGE_TIMEOUT_MS)
+    no_exception(page, server, "/Colorize with samples")
+    expect(page.get_by_text(re.compile(r"dcgan · 48 px")).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    frame = page.frame_locator("iframe[title^='Before and after']")
+    wipe = frame.locator("#wipe")
+    expect(wipe).to_be_visible(timeout=30_000)
+    wipe.scroll_into_view_if_needed()
+    area = wipe.bounding_box()
+    wipe.click(position={"x": area["width"] * 0.2, "y": area["height"] / 2})
+    expect(frame.locator("#position")).to_have_value(re.compile(r"^(19|20|21)(\.\d+)?$"), timeout=10_000)
+    screenshot(page, "Colorize-samples")
 
 
 def test_server_log_clean(server: Dashboard) -> None:

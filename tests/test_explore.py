@@ -140,3 +140,21 @@ def test_enlarged() -> None:
     out = explore.enlarged(img, 3)
     assert len(out) == 1 and out[0].shape == (6, 6, 3)
     assert np.array_equal(out[0][2, 3], img[0, 0, 1]) and np.array_equal(out[0][5, 0], img[0, 1, 0])
+
+
+def test_group_table_against_a_baseline_and_zoomed_range() -> None:
+    import pandas as pd
+
+    def result(model: str, values: list[float]) -> SimpleNamespace:
+        per_class = pd.DataFrame({"class_name": ["cat", "dog", "ship"], "n_images": [2, 0, 3], "auc_ab": values})
+        return SimpleNamespace(model=model, per_class=per_class)
+
+    rows = explore.group_table([result("gray", [90.0, 1.0, 91.0]), result("unet", [91.5, 5.0, 90.0]),
+                                result("unet", [92.0, 5.0, 92.0])], "per_class", "auc_ab")
+    assert list(rows["model"]) == ["gray", "gray", "unet", "unet", "unet (2)", "unet (2)"]  # dog: no images
+    assert list(rows["vs_baseline"]) == pytest.approx([0.0, 0.0, 1.5, -1.0, 2.0, 1.0])
+    alone = explore.group_table([result("unet", [91.5, 5.0, 90.0])], "per_class", "auc_ab", baseline=None)
+    assert alone["vs_baseline"].isna().all() and list(alone["value"]) == [91.5, 90.0]
+    lo, hi = explore.zoomed_range([90.0, 91.0, float("nan")])
+    assert lo == pytest.approx(89.9) and hi == pytest.approx(91.1)
+    assert explore.zoomed_range([float("nan")]) is None

@@ -7,7 +7,7 @@ from common import guarded, load_prepared, page, source_picker
 from core.data import PreparedData
 from core.explore import class_counts_table, enlarged, hue_histogram_frame, indices_in_hue_range, split_overview
 from core.splits import HUE_BINS, SPLIT_KINDS
-from dashboard.charts import hue_histogram_figure, ks_title, selected_hue_range
+from dashboard.charts import HISTOGRAM_CONFIG, hue_histogram_figure, ks_title, selected_hue_range
 
 GALLERY_LIMIT = 30
 DROPPED_LIMIT = 40
@@ -44,16 +44,17 @@ st.dataframe(split_overview(summaries).style.format({"ks_hue": "{:.4f}", "ks_pva
 
 st.subheader("Hue of train against validation")
 st.caption("Share of each part per mean-hue bin (36 bins), every bar in its hue; validation hatched. A low KS "
-           "statistic means train and validation have the same hue distribution. Drag a box over bars (or click "
-           "one) to see the images of that hue range below.")
+           "statistic means train and validation have the same hue distribution. Click a bar "
+           "to see the images of its hue range below, or choose **Box Select** in the chart's toolbar and drag over "
+           "bars.")
 events = {}
 for col, kind in zip(st.columns(len(SPLIT_KINDS)), SPLIT_KINDS):
     p = preps[kind]
     frame = hue_histogram_frame({"train": p.subset_hues("train"), "val": p.subset_hues("val")}, HUE_BINS)
     fig = hue_histogram_figure(frame, ks_title(kind, summaries[kind]))
     with col:
-        events[kind] = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "points"),
-                                       key=f"hist_{kind}", width="stretch")
+        events[kind] = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box"),
+                                       key=f"hist_{kind}", width="stretch", config=HISTOGRAM_CONFIG)
 
 # A new selection on a chart drives the hue-range controls below (which also work on their own).
 st.session_state.setdefault("hue_range", (0.0, 1.0))

@@ -29,6 +29,7 @@ from core.runs import (
     is_active,
     launch_process,
     run_metrics,
+    run_state,
     runs_table,
     start_job,
 )
@@ -130,41 +131,35 @@ if not runs:
     st.stop()
 
 
-def show_table(was_active: bool) -> None:
-    """The runs table, re-read from disk (every few seconds while a job is active)."""
-    table = runs_display(runs_table(runs_dir=default_runs_dir()))
-    if was_active and not table["state"].isin(ACTIVE).any():
-        st.rerun()  # the last active job ended: refresh the page once and stop refreshing
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100),
-        "eta": "ETA", "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
-        "best_metric": "best validation", "best_value": st.column_config.NumberColumn("best value", format="%.3f"),
-    })
+def snapshot(runs_now: list[RunDir]) -> dict[str, dict]:
+    """Every run's live status, read once: the table, the run picker and the run panel all show this moment."""
+    return {r.id: r.live_status() for r in runs_now}
 
 
-st.subheader("Runs")
-states = {r.id: r.live_status().get("state") or "starting" for r in runs}
-any_active = any(s in ACTIVE for s in states.values())
-st.fragment(show_table, run_every=5 if any_active else None)(any_active)
-
-ids = [r.id for r in runs]
-wanted = st.query_params.get("run")
-if wanted in ids:
-    st.session_state["train_run"] = wanted
-elif st.session_state.get("train_run") not in ids:
-    if wanted:
-        st.warning(f"Run `{wanted}` from the address was not found; showing the newest run.", icon=":material/warning:")
-    st.session_state["train_run"] = ids[0]
+def any_active(runs_now: list[RunDir], statuses: dict[str, dict]) -> bool:
+    """Whether a run is starting or running, as the runs table lists its state."""
+    return any(run_state(r, statuses[r.id]) in ACTIVE for r in runs_now)
 
 
 def _select_run() -> None:
     st.query_params["run"] = st.session_state["train_run"]
 
 
-selected = st.selectbox("Run", ids, key="train_run", on_change=_select_run,
-                        format_func=lambda i: f"{i} ({states[i]})")
-if st.query_params.get("run") != selected:
-    st.query_params["run"] = selected
+def pick_run(ids: list[str], states: dict[str, str]) -> str:
+    """The run picker, following ``?run=`` (a run named there that does not exist falls back to the newest)."""
+    wanted = st.query_params.get("run")
+    if wanted in ids:
+        st.session_state["train_run"] = wanted
+    elif st.session_state.get("train_run") not in ids:
+        if wanted:
+            st.warning(f"Run `{wanted}` from the address was not found; showing the newest run.",
+                       icon=":material/warning:")
+        st.session_state["train_run"] = ids[0]
+    selected = st.selectbox("Run", ids, key="train_run", on_change=_select_run,
+                            format_func=lambda i: f"{i} ({states.get(i, 'starting')})")
+    if st.query_params.get("run") != selected:
+        st.query_params["run"] = selected
+    return selected
 
 
 # --- the selected run --------------------------------------------------------------------------------
@@ -205,15 +200,8 @@ def actions(run: RunDir, status: dict) -> None:
         n.button("Keep it", key="train_delete_no", on_click=_confirm_delete, args=(None,))
 
 
-def panel(path: str, was_active: bool) -> None:
-    """Status, curves, latest sample and log tail of one run (re-run every few seconds while it is active)."""
-    run = RunDir(Path(path))
-    if not run.path.exists():
-        st.info("This run was deleted.")
-        return
-    status = run.live_status()
-    if was_active and not is_active(status):
-        st.rerun()  # finished: refresh the whole page (table, buttons) and stop refreshing
+def panel(run: RunDir, status: dict) -> None:
+    """Status, curves, latest sample and log tail of one run, from the status the runs table shows."""
     fields = status_fields(status)
     items = list(fields.items())
     for start in range(0, len(items), 3):  # rows of three, so long values (states, ETAs) are not cut off
@@ -256,7 +244,27 @@ def panel(path: str, was_active: bool) -> None:
         st.code(run.log_tail(40) or "(no log output yet)", language="text")
 
 
-run = RunDir(default_runs_dir() / selected)
-active = is_active(run.live_status())
-st.subheader(f"Run {selected}")
-st.fragment(panel, run_every=3 if active else None)(str(run.path), active)
+def live(was_active: bool) -> None:
+    """The runs table, the run picker and the selected run's panel, all from one reading of every status
+    (re-read every few seconds while a job is active)."""
+    runs_now = find_runs(default_runs_dir())
+    statuses = snapshot(runs_now)
+    table = runs_table(runs_now, statuses=statuses)
+    if any_active(runs_now, statuses) != was_active:
+        st.rerun()  # a job started or the last one ended: refresh the page (buttons, refresh interval)
+    st.subheader("Runs")
+    if not runs_now:
+        st.info("No runs left. Start one with the form above.", icon=":material/info:")
+        return
+    st.dataframe(runs_display(table, statuses), hide_index=True, width="stretch", column_config={
+        "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100),
+        "eta": "ETA", "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+        "best_metric": "best validation", "best_value": st.column_config.NumberColumn("best value", format="%.3f"),
+    })
+    selected = pick_run(list(table["run"]), dict(zip(table["run"], table["state"])))
+    st.subheader(f"Run {selected}")
+    panel(RunDir(default_runs_dir() / selected), statuses[selected])
+
+
+active = any_active(runs, snapshot(runs))
+st.fragment(live, run_every=3 if active else None)(active)

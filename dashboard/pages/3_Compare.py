@@ -11,6 +11,7 @@ if DASHBOARD not in sys.path:  # `common` lives in dashboard/
 
 import streamlit as st
 from common import (
+    ProgressBar,
     evaluate_cached,
     guarded,
     list_models,
@@ -40,9 +41,10 @@ for b in ("gray", "mean_ab"):
     names[BASELINE_PREFIX + b] = b
 default = [e.path for e in entries][:3] or [BASELINE_PREFIX + "gray", BASELINE_PREFIX + "mean_ab"]
 
-c1, c2, c3 = st.columns([4, 1, 1])
-chosen = c1.multiselect("Models", list(labels), default=default, format_func=labels.get, key="compare_models",
+# the picker has the page's whole width: its chips wrap onto more lines instead of scrolling out of sight
+chosen = st.multiselect("Models", list(labels), default=default, format_func=labels.get, key="compare_models",
                         help="Shipped models, completed runs and the two baselines")
+c2, c3, _ = st.columns([2, 1, 3])
 part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "validation"}.get, horizontal=True,
                 key="compare_part")
 limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
@@ -52,16 +54,19 @@ if not chosen:
     st.stop()
 
 results = {}
-for spec in chosen:
-    with st.spinner(f"Evaluating {labels[spec]} on {limit} {part} images…"):
+baselines_left = [BASELINE_PREFIX + b for b in ("gray", "mean_ab") if BASELINE_PREFIX + b not in chosen]
+with ProgressBar(f"Evaluating on {limit} {part} images") as bar:  # shown only while something is computed
+    steps = [*chosen, *baselines_left]  # the summary lists both baselines: evaluate them in the same pass
+    for k, spec in enumerate(steps, 1):
         try:
             r = guarded(evaluate_cached, spec, names[spec], source, part, limit, keep_predictions=True,
-                        what=labels[spec])
+                        progress=bar.part(k, len(steps), names[spec]), what=labels[spec])
         except Exception as e:  # any other failure: one line, the other models still shown
             st.error(f"{labels[spec]}: evaluation failed ({type(e).__name__}: {e})", icon=":material/warning:")
             r = None
-    if r is not None and r.predictions is not None:
-        results[spec] = r
+        if r is not None and r.predictions is not None:
+            results[spec] = r
+reference = {spec: results.pop(spec) for spec in baselines_left if spec in results}
 if not results:
     st.stop()
 specs = list(results)
@@ -76,11 +81,7 @@ st.subheader("Summary")
 st.caption(f"{first.n_images} {part} images of {first.source} (colorfulness of the truth: "
            f"{first.metrics['colorfulness_gt']:.2f}); both baselines always listed for reference; "
            "the best figure of each column in bold")
-summary = [results[s] for s in specs]
-for b in ("gray", "mean_ab"):
-    if BASELINE_PREFIX + b not in results:
-        r = guarded(evaluate_cached, BASELINE_PREFIX + b, b, source, part, limit, keep_predictions=True, what=b)
-        summary += [r] if r is not None else []
+summary = [results[s] for s in specs] + list(reference.values())
 table = guarded(leaderboard, summary, what="Summary")
 if table is not None:
     table = table.drop(columns=[c for c in ("n_images", "colorfulness_gt") if c in table.columns])  # in the caption
@@ -103,6 +104,7 @@ s1, s2, s3, s4 = st.columns([2, 2, 2, 1])
 sort = s1.selectbox("Sort by", ["order", "metric", "disagreement"], key="compare_sort", format_func={
     "order": "data set order", "metric": "metric of a model", "disagreement": "disagreement of two models"}.get)
 key = None
+apart, apart_label = None, ""
 if sort == "metric":
     sort_model = s2.selectbox("Model", specs, format_func=labels.get, key="compare_sort_model")
     key = results[sort_model].per_image[metric].to_numpy()
@@ -110,8 +112,10 @@ elif sort == "disagreement":
     model_a = s2.selectbox("Model A", specs, format_func=labels.get, key="compare_model_a")
     model_b = s3.selectbox("Model B", specs, index=min(1, len(specs) - 1), format_func=labels.get,
                            key="compare_model_b")
-    key = compare.disagreement(results[model_a].predictions, results[model_b].predictions)
-    st.caption("Disagreement: mean per-pixel a,b distance (Lab units) between the two models' predictions.")
+    key = apart = compare.disagreement(results[model_a].predictions, results[model_b].predictions)
+    apart_label = "Δab"
+    st.caption(f"Disagreement (Δab): mean per-pixel a,b distance (Lab units) between {titles_of[model_a]}'s and "
+               f"{titles_of[model_b]}'s predictions; shown under each input and in the table.")
 higher = HIGHER_IS_BETTER.get(metric, True)
 descending = s4.radio("Order", ["descending", "ascending"], key="compare_order", disabled=sort == "order",
                       help=f"Higher {metric} is {'better' if higher else 'worse'}") == "descending"
@@ -131,10 +135,13 @@ if len(shown) == 0:
 grid = compare.render_rows(images, [results[s].predictions for s in specs], shown)
 titles = compare.grid_titles([titles_of[s] for s in specs])
 tables = [results[s].per_image for s in specs]
-figure = compare.grid_png(grid, titles, captions=compare.grid_captions(per_image, tables, shown, metric))
+figure = compare.grid_png(grid, titles, captions=compare.grid_captions(per_image, tables, shown, metric, apart,
+                                                                        apart_label))
 st.image(figure, caption=f"Under each model: its {metric} on that image; under the input: the image's index and "
-         "class; under the truth: its mean hue. Pixels enlarged 4x (nearest-neighbour).")
+         "class" + (" and the disagreement (Δab)" if apart is not None else "") + "; under the truth: its mean hue. "
+         "Pixels enlarged 4x (nearest-neighbour).")
 st.download_button("Download this page as PNG", figure, key="compare_export",
                    file_name=f"compare-{part}-page{page_no}.png", mime="image/png", on_click="ignore",
                    icon=":material/download:")
-st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric).style.format(precision=2))
+st.table(compare.page_table(per_image, tables, [titles_of[s] for s in specs], shown, metric, apart, apart_label)
+         .style.format(precision=2))

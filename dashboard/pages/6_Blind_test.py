@@ -32,6 +32,7 @@ from core.blind_test import (
     trial_pair,
 )
 from core.figures import enlarge
+from core.progress import silent
 from core.tags import featured_models
 
 RANDOM = "__random__"
@@ -46,7 +47,7 @@ path = tally_file()
 @st.cache_data(show_spinner="Colorizing…", max_entries=512)
 def pair(model_path: str, model_name: str, source: str, part: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(real, colorized) versions of one image of ``part`` of ``source``."""
-    image = load_prepared(source).images(part)[index]
+    image = load_prepared(source, progress=silent).images(part)[index]  # loaded already: nothing to show
     return trial_pair(get_colorizer(model_path, model_name), image)
 
 
