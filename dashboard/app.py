@@ -9,7 +9,6 @@ failed, in which case the pages import it themselves and show the error).
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,9 +20,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
-for path in (str(HERE.parent), str(HERE)):  # the project (core, dashboard) and dashboard/ (common), as pages see them
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 STATE = {"warm-up": "warming up"}

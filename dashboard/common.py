@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/Home.py` puts dashboard/ first on the path, not the root
-    sys.path.insert(0, str(ROOT))
 
 import streamlit as st
 

@@ -1,9 +1,9 @@
 """Count the fault catalogue (tests/test_faults.py and tests/test_run_lock.py) from what pytest collects, and
 with ``--run`` from what passes, and write the counts into docs/reliability.md.
 
-    python tools/reliability_report.py           collect only: the cases per category and kind
-    python tools/reliability_report.py --run     run them too: passes, and data lost (cases that failed)
-    python tools/reliability_report.py --run --write    and replace the table in docs/reliability.md
+    PYTHONPATH=. python tools/reliability_report.py           collect only: the cases per category and kind
+    PYTHONPATH=. python tools/reliability_report.py --run     run them too: passes, and data lost (cases that failed)
+    PYTHONPATH=. python tools/reliability_report.py --run --write    and replace the table in docs/reliability.md
 
 A case's kind and category come from its test's name in test_faults.py (``test_refused_<category>_...``: a bad
 input refused cleanly; ``test_survived_<category>_...``: a fault survived; ``test_exposure_...``: what the
@@ -88,8 +88,6 @@ def collect() -> list[Case]:
     """Every case of the catalogue: the test functions of :data:`FILES` and their parameter lists."""
     import importlib
 
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     cases = []
     for file in FILES:
         module = importlib.import_module(file.removesuffix(".py").replace("/", "."))

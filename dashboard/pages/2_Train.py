@@ -1,11 +1,8 @@
 """Train: start a training job (a separate process), follow every run's progress, cancel, resume or delete runs."""
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import streamlit as st
 

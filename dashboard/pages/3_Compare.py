@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-DASHBOARD = str(Path(__file__).resolve().parents[1])
-if DASHBOARD not in sys.path:  # `common` lives in dashboard/
-    sys.path.insert(0, DASHBOARD)
-
 import streamlit as st
 from common import (
     ProgressBar,

@@ -4,12 +4,6 @@ side or as a gallery, scored against their own colours and the gray baseline whe
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
-
-DASHBOARD = str(Path(__file__).resolve().parents[1])
-if DASHBOARD not in sys.path:  # `common` lives in dashboard/
-    sys.path.insert(0, DASHBOARD)
 
 import numpy as np
 import pandas as pd

@@ -1,12 +1,9 @@
 """Runs: every run with its settings and best validation figures, filtered, searched, sorted and tagged; the curves
 of several runs on shared axes, and their sample grids side by side."""
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import pandas as pd
 import streamlit as st
