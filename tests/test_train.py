@@ -325,3 +325,41 @@ def test_select_chooses_best_pt_by_the_named_figure(tmp_path, select, pick):
     card = export_run(out, "card", out_dir=tmp_path / "cards")
     assert card["selection"] == "best.pt: " + {"mae": "the lowest validation mae_rgb",
                                                 "auc": "the highest validation auc_ab"}[select]
+
+
+def test_checkpoint_keeper_keeps_last_best_and_a_bounded_history(tmp_path):
+    from core.train import CheckpointKeeper
+
+    run = RunDir(tmp_path / "run")
+    keeper = CheckpointKeeper(run, keep=2)
+    payload = {"format": "colorize-training-checkpoint", "version": 1, "method": "unet", "config": {"width": 8},
+               "state": {"nets": {"generator": {"w": torch.ones(2)}}}}
+    for step in (10, 20, 30):
+        keeper.keep_generator(payload | {"step": step}, "train", step)
+        keeper.save_last(payload | {"step": step})
+    keeper.save_best(payload | {"step": 20})
+    kept = sorted(p.name for p in (run.checkpoints / "train").glob("step_*.pt"))
+    assert kept == ["step_000020.pt", "step_000030.pt"]  # the oldest went first
+    assert load_checkpoint(run.last)["step"] == 30 and load_checkpoint(run.best)["step"] == 20
+    assert load_checkpoint(run.checkpoints / "train" / kept[-1])["format"] == "colorize-weights"
+    everything = CheckpointKeeper(RunDir(tmp_path / "all"))
+    for step in range(1, 6):
+        everything.keep_generator(payload | {"step": step}, "gan", step)
+    assert len(list((tmp_path / "all" / "checkpoints" / "gan").glob("step_*.pt"))) == 5
+
+
+def test_speed_meter_reports_speed_and_eta_at_most_every_interval(monkeypatch):
+    import core.train as engine
+
+    clock = {"t": 100.0}
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: clock["t"])
+    meter = engine.SpeedMeter(total_steps=100, batch_size=10, every_s=2.0)
+    clock["t"] += 0.5
+    first = meter.update(1, 10)  # the first step reports at once, before any window has passed
+    assert first is not None and first["eta_s"] is None
+    clock["t"] += 1.0
+    assert meter.update(2, 10) is None  # within the interval: nothing to write
+    clock["t"] += 1.5
+    report = meter.update(3, 10)
+    assert report["images_per_s"] == pytest.approx(30 / 3.0)
+    assert report["eta_s"] == pytest.approx((100 - 3) * 10 / 10.0)
