@@ -34,7 +34,7 @@ from core.evaluate import BASELINE_PREFIX, EvalResult, evaluate
 from core.progress import ProgressFn
 from core.sources import cache_key, default_cache_dir
 
-CODE_VERSION = 1  # bump when evaluation, the metrics or the stored layout change: old entries are then not found
+CODE_VERSION = 2  # bump when evaluation, the metrics, the inference precision or the stored layout change
 TABLES = ("per_image", "per_class", "per_hue_bin")
 DEFAULT_MAX_BYTES = 2 << 30  # entries beyond this total size are removed, least recently used first
 SIZE = 32  # the image size the dashboard's evaluations use

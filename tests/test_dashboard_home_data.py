@@ -183,8 +183,10 @@ def test_home_after_a_restart_reads_its_evaluations_from_disk(models_dir: Path, 
     import streamlit as st
 
     import core.eval_cache
+    from core.tags import add_tag
 
     shutil.copytree(tiny_run, models_dir / "tiny-unet")
+    add_tag(models_dir / "tiny-unet", "keep")  # Home shows shipped models and runs tagged keep
     first = _app(HOME)
     assert not first.exception, first.exception
     before = first.dataframe[0].value

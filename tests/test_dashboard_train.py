@@ -208,7 +208,6 @@ def test_active_run_shows_progress_and_cannot_be_deleted(runs_dir):
 def test_table_picker_and_panel_show_one_reading_of_a_resumed_run(runs_dir):
     """A run resumed from step 260 of 5120, its process still preparing data: the table, the picker and the
     panel all say so, with no ETA left over from the run it resumes."""
-    import os
 
     run = RunDir(runs_dir / "resumed")
     run.path.mkdir(parents=True)
@@ -216,7 +215,6 @@ def test_table_picker_and_panel_show_one_reading_of_a_resumed_run(runs_dir):
     run.write_status(state="cancelled", step=260, total_steps=5120, steps_per_epoch=512, epoch=260 / 512, eta_s=0.0,
                      images_per_s=900.0, started=1.0)
     start_job({"model": "unet", "out": str(run.path), "resume": True}, launcher=FakeLauncher())  # as Resume does
-    run.write_status(pid=os.getpid())
     at = app(run="resumed")
     assert not at.exception
     row = at.dataframe[0].value.iloc[0]

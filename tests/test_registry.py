@@ -146,8 +146,8 @@ def test_a_new_method_trains_and_is_a_model_everywhere(isolated, tmp_path) -> No
     board.session_state["lb_limit"] = 100
     board.run()
     assert not board.exception, board.exception
-    table = board.dataframe[0].value
-    assert "run:copy-run" in set(table.index.astype(str)) | set(table.iloc[:, 0].astype(str))
+    table = board.table[0].value
+    assert "run:copy-run" in set(table.index.astype(str))
 
 
 def test_a_new_file_in_core_methods_is_found_without_other_edits(tmp_path) -> None:
