@@ -156,6 +156,16 @@ class TrainConfig:
     log_every: int = setting(20, "steps between metrics.jsonl loss records", min=1)
     n_samples: int = setting(8, "validation images in each sample grid", min=0, max=256)
     size: int = setting(32, "train and validate at N x N (sources centre-crop and resize)", min=16, max=4096)
+    crop_scale: float = setting(1.0, "random resized crops: each training picture is cut to a share of its area "
+                                "drawn from [S, 1] (aspect 3/4 to 4/3) and resized back to --size, so the network "
+                                "sees objects at several scales; 1 turns them off", min=0.05, max=1.0)
+    data_mode: str = setting("auto", "auto (resident when the tensors fit in half the free memory, else stream), "
+                             "resident (converted once and held on the device) or stream (read from the "
+                             "memory-mapped disk cache by a DataLoader)", choices=("auto", "resident", "stream"))
+    workers: int | None = setting(None, "DataLoader worker processes for streamed data (default: the cores the "
+                                  "training threads leave free; 0 reads in the training process)", type=int, min=0,
+                                  max=64)
+    world_size: int = 1  # processes that trained the run last (torchrun); recorded, not a setting
     options: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:

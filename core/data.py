@@ -20,7 +20,7 @@ import numpy as np
 from core.atomic import atomic_write, atomic_write_text
 from core.colour import image_stats
 from core.progress import ProgressFn, report
-from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset
+from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset, release_pages
 from core.splits import SPLIT_KINDS, Split, make_split, split_stats
 
 STATS_VERSION = 1
@@ -42,6 +42,12 @@ class PreparedData:
         """uint8 images of ``train``, ``val`` or ``test`` as the split defines them."""
         src, idx = self._locate(subset)
         return self.dataset.parts[src].images[idx]
+
+    def rows(self, subset: str) -> tuple[np.ndarray, np.ndarray]:
+        """The part's whole image array (a memory map when prepared with ``mmap``) and the positions in it of
+        ``subset``'s images, so a caller can read a few rows at a time instead of copying the subset."""
+        src, idx = self._locate(subset)
+        return self.dataset.parts[src].images, idx
 
     def labels(self, subset: str) -> np.ndarray:
         src, idx = self._locate(subset)
@@ -93,6 +99,7 @@ def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None
         pieces = []
         for start in range(0, len(p.images), STATS_PIECE):  # in pieces, so the reports come every few seconds
             pieces.append(image_stats(p.images[start : start + STATS_PIECE]))
+            release_pages(p.images)  # a memory-mapped part is read once, not kept
             done += len(pieces[-1]["is_grayscale"])
             report(progress, "statistics", done, total)
         out[part] = {k: np.concatenate([piece[k] for piece in pieces]) for k in pieces[0]} if pieces \
@@ -104,13 +111,15 @@ def dataset_stats(dataset: Dataset, size: int = 32, cache_dir: str | Path | None
 def prepare(source: str = "sample", split: str = "hue", val_fraction: float = 0.1, seed: int = 0,
             gray_threshold: float = 5.0, hue_method: str = "circular", size: int = 32,
             cache_dir: str | Path | None = None, progress: bool | ProgressFn = True,
-            download: bool = False) -> PreparedData:
+            download: bool = False, mmap: bool = False) -> PreparedData:
     """Load a source, compute (or reuse) its statistics and split its train part.
 
     ``progress``: True shows tqdm bars; a callback ``(stage, done, total)`` (:mod:`core.progress`) gets the
-    stages ``reading``/``decoding`` (images), ``statistics`` (images) and ``split`` as they run.
+    stages ``reading``/``decoding`` (images), ``statistics`` (images) and ``split`` as they run. ``mmap``: the
+    images stay in the disk cache, memory-mapped (:func:`core.sources.load_dataset`).
     """
-    dataset = load_dataset(source, size=size, cache_dir=cache_dir, progress=progress, download=download)
+    dataset = load_dataset(source, size=size, cache_dir=cache_dir, progress=progress, download=download,
+                           mmap=mmap)
     if "train" not in dataset.parts or len(dataset.parts["train"].images) == 0:
         raise DataSourceError(f"source {source!r} has no training images")
     stats = dataset_stats(dataset, size=size, cache_dir=cache_dir, progress=progress)
@@ -124,14 +133,14 @@ def prepare(source: str = "sample", split: str = "hue", val_fraction: float = 0.
 
 
 def prepare_for(config: Mapping[str, Any] | Any, source: str | None = None, progress: bool = False,
-                **overrides: Any) -> PreparedData:
+                mmap: bool = False, **overrides: Any) -> PreparedData:
     """The data set and split a run's configuration names (a TrainConfig or its saved dict), ``size`` included;
     ``source`` and ``overrides`` (split, val_fraction, seed) replace the configuration's own."""
     c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     c |= {k: v for k, v in overrides.items() if v is not None}
     return prepare(source or c.get("source") or "sample", c.get("split") or "hue", float(c.get("val_fraction", 0.1)),
                    int(c.get("seed", 0)), float(c.get("gray_threshold", 5.0)), size=int(c.get("size") or 32),
-                   progress=progress)
+                   progress=progress, mmap=mmap)
 
 
 def prepare_from_split(split: Split, size: int = 32, cache_dir: str | Path | None = None,

@@ -14,7 +14,9 @@ from pathlib import Path
 from core.access import AccessError, check_name, check_source
 from core.config import ConfigError, Option
 from core.methods import get_method, method_names
-from core.runs import JobError, RunDir, default_runs_dir
+from core.runs import JobError, RunDir, default_runs_dir, run_config
+
+MAX_PROCESSES = 64
 
 
 # --- a new run ---------------------------------------------------------------------------------------
@@ -59,6 +61,7 @@ class TrainForm:
     seed: int = 0
     device: str = "auto"
     name: str = ""
+    processes: int = 1  # data-parallel training processes on this machine (torchrun above 1)
     options: dict[str, object] = field(default_factory=dict)
 
 
@@ -88,6 +91,11 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
                               ("seed", form.seed, 0)):
         if int(value) < low:
             raise JobError(f"{label} must be at least {low}, not {value}")
+    if not 1 <= int(form.processes) <= MAX_PROCESSES:
+        raise JobError(f"processes must be from 1 to {MAX_PROCESSES}, not {form.processes}")
+    if int(form.batch_size) % int(form.processes):
+        raise JobError(f"batch size {form.batch_size} is split over {form.processes} processes and must be a "
+                       f"multiple of {form.processes}")
     lr = parse_lr(form.lr)
     if float(form.lr_decay_epochs) < 0:
         raise JobError(f"learning-rate decay epochs must not be negative, not {form.lr_decay_epochs}")
@@ -123,6 +131,8 @@ def build_train_args(form: TrainForm, runs_dir: str | Path | None = None, now: d
         "limit": int(form.limit) or None, "val_limit": int(form.val_limit) or None, "seed": int(form.seed),
         "device": form.device,
     }
+    if int(form.processes) > 1:
+        args["processes"] = int(form.processes)
     return args | method_args | {"out": str(out), "quiet": True}
 
 
@@ -133,4 +143,5 @@ def resume_args(run: RunDir) -> dict[str, object]:
         raise JobError(f"only a cancelled or failed run can be resumed; {run.id} is {state or 'unknown'}")
     if not run.exists():
         raise JobError(f"{run.id} stopped before it saved its configuration; start a new run instead")
-    return {"out": str(run.path), "resume": True, "quiet": True}
+    processes = int(run_config(run).get("world_size") or 1)  # as many processes as trained it last
+    return {"out": str(run.path), "resume": True, "quiet": True} | ({"processes": processes} if processes > 1 else {})

@@ -296,9 +296,20 @@ def resolve_run(spec: str, runs_dir: str | Path | None = None) -> RunDir:
     raise JobError(f"no run {spec!r} in {root} (and {spec!r} is not the path of a run directory)")
 
 
+def command_prefix(processes: int = 1, python: str | None = None) -> list[str]:
+    """How a training command starts: ``python`` alone, or torchrun (``python -m torch.distributed.run``) with
+    ``--standalone --nproc_per_node=N`` for data-parallel training in N processes on this machine."""
+    python = python or sys.executable
+    if processes <= 1:
+        return [python]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(processes)}"]
+
+
 def train_command(args: dict[str, object], python: str | None = None) -> list[str]:
-    """The ``python -m core.train`` command line for a dict of options (True flags become bare switches)."""
-    cmd = [python or sys.executable, "-m", "core.train"]
+    """The ``python -m core.train`` command line for a dict of options (True flags become bare switches); a
+    ``processes`` entry above 1 starts it under torchrun (:func:`command_prefix`)."""
+    args = dict(args)
+    cmd = [*command_prefix(int(args.pop("processes", None) or 1), python), "-m", "core.train"]
     for key, value in args.items():
         if value is None or value is False:
             continue
@@ -386,6 +397,8 @@ def command_options(cmd: Sequence[str]) -> dict[str, object]:
     """``--key value`` pairs of a ``core.train`` command as a dict (bare switches become True)."""
     out: dict[str, object] = {}
     items = list(cmd)
+    if "core.train" in items:  # the launcher's own flags (torchrun's) come before the module
+        items = items[items.index("core.train") + 1 :]
     for i, item in enumerate(items):
         if isinstance(item, str) and item.startswith("--"):
             nxt = items[i + 1] if i + 1 < len(items) else None

@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import lzma
+import mmap
 import os
 import re
 import shutil
@@ -59,7 +60,7 @@ from core.progress import ProgressFn
 
 __all__ = [
     "DataSourceError", "Part", "Dataset", "load_dataset", "cache_key", "default_cache_dir",
-    "sample_path", "resolve_source",
+    "sample_path", "resolve_source", "images_file", "release_pages",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -200,15 +201,35 @@ def _cache_path(cache_dir: str | Path | None, key: str) -> Path:
     return (Path(cache_dir) if cache_dir else default_cache_dir()).expanduser() / "datasets" / key
 
 
-def _read_cache(path: Path, name: str, source: str) -> Dataset | None:
-    """The cached dataset, or None when there is no usable cache (absent, foreign or damaged)."""
+def release_pages(array: np.ndarray) -> None:
+    """Drop the pages a memory-mapped array has read from this process's resident set (they stay in the page
+    cache), so streaming through a file larger than memory does not grow the process."""
+    mm = getattr(array, "_mmap", None)
+    if mm is None and isinstance(getattr(array, "base", None), mmap.mmap):
+        mm = array.base
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
+def images_file(array: np.ndarray) -> Path | None:
+    """The cached ``.npy`` file a memory-mapped image array of :func:`load_dataset` reads (None: in memory)."""
+    name = getattr(array, "filename", None)
+    return Path(name) if isinstance(array, np.memmap) and name else None
+
+
+def _read_cache(path: Path, name: str, source: str, mmap: bool = False) -> Dataset | None:
+    """The cached dataset, or None when there is no usable cache (absent, foreign or damaged); ``mmap``: the
+    images as read-only memory maps of the cache files."""
     if not (path / "meta.json").is_file():
         return None
     try:
         meta = json.loads((path / "meta.json").read_text())
         parts = {}
         for p in meta["parts"]:
-            images = np.load(path / f"{p}_images.npy", allow_pickle=False)
+            images = np.load(path / f"{p}_images.npy", allow_pickle=False, mmap_mode="r" if mmap else None)
             labels = np.load(path / f"{p}_labels.npy", allow_pickle=False)
             if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
                 return None
@@ -771,12 +792,14 @@ def _load_cifar10(source: str, size: int, cache_dir: str | Path | None, download
 
 
 def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = None, download: bool = False,
-                 progress: bool | ProgressFn = True) -> Dataset:
+                 progress: bool | ProgressFn = True, mmap: bool = False) -> Dataset:
     """Load a dataset from a source string (see :func:`resolve_source`), from the disk cache when it is current.
 
     ``cache_dir`` is the cache root (default :func:`default_cache_dir`); decoded data goes to its
     ``datasets/`` folder. ``progress``: True shows a tqdm bar, a callback ``(stage, done, total)`` gets the
-    decode's counts (:mod:`core.progress`). Returned arrays are ordinary writable numpy arrays.
+    decode's counts (:mod:`core.progress`). Returned arrays are ordinary writable numpy arrays, unless ``mmap``
+    asks for read-only memory maps of the cache's ``.npy`` files (pages are read when touched: for data sets
+    too large to hold; a source decoded now is held once while its cache is written, then mapped).
     """
     if not isinstance(size, int) or size < 1:
         raise DataSourceError(f"image size must be a positive integer, got {size!r}")
@@ -796,7 +819,7 @@ def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = Non
                                       "<class>/... or loose files)")
     key = _cache_key(resolved, size, _state(resolved, cache_dir, listing))
     cache_path = _cache_path(cache_dir, key)
-    cached = _read_cache(cache_path, name, source)
+    cached = _read_cache(cache_path, name, source, mmap)
     if cached is not None:
         return cached
     if resolved == "cifar10":
@@ -805,6 +828,8 @@ def load_dataset(source: str, size: int = 32, cache_dir: str | Path | None = Non
         assert path is not None
         ds = _load_path(path, name, source, size, progress, listing)
     _write_cache(cache_path, ds)
+    if mmap:  # the decoded arrays go; the cache's maps take their place (unless the cache could not be written)
+        return _read_cache(cache_path, name, source, mmap=True) or ds
     return ds
 
 

@@ -2,9 +2,11 @@
 
 ``python -m core.train --model METHOD --source SOURCE --split {random,hue} --epochs N --out RUN_DIR [--resume]
 ...`` (``--help`` lists every registered method and its options) prepares the data once (Lab on the device, no
-per-batch colour conversion), then optimises, validates, writes status.json, metrics.jsonl, samples and
-checkpoints into RUN_DIR. SIGTERM ends the run cleanly as ``cancelled`` after saving; ``--resume`` continues
-from last.pt.
+per-batch colour conversion, or streamed from the memory-mapped disk cache when it is too large: ``core.feed``),
+then optimises, validates, writes status.json, metrics.jsonl, samples and checkpoints into RUN_DIR. SIGTERM ends
+the run cleanly as ``cancelled`` after saving; ``--resume`` continues from last.pt.
+``torchrun --nproc_per_node=N -m core.train ...`` trains data-parallel in N processes with
+DistributedDataParallel (``core.distributed``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core import distributed
 from core.atomic import remove_stale_temporaries
 from core.checkpoint import (
     FORMAT_TRAINING,
@@ -34,7 +37,9 @@ from core.checkpoint import (
 )
 from core.colour import uint8_to_model
 from core.config import ConfigError, Option, TrainConfig, common_options
-from core.data import PreparedData, prepare_for
+from core.data import PreparedData
+from core.distributed import SINGLE, World
+from core.feed import StreamedImages, chunks, head, open_feed
 from core.figures import picture_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
 from core.precision import autocast_for, choose_precision
@@ -48,13 +53,16 @@ class TrainingError(Exception):
     """A run cannot start or had to stop (bad settings, NaN loss); the message says what to do."""
 
 
-def default_threads() -> int:
-    """CPU threads for a run without ``--threads``: the cores not already busy (1-minute load average), at least 1.
+def default_threads(world: World = SINGLE) -> int:
+    """CPU threads for a run without ``--threads``: the cores not already busy (1-minute load average), at least 1;
+    under torchrun, this process's equal share of its machine's cores.
 
     OpenMP threads that share their cores with other busy processes wait at every barrier for a partner that
     is not running, so on a loaded machine fewer threads train faster than one per core.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if world.local_size > 1:  # the other processes of the run start at the same moment: the load says nothing yet
+        return max(1, cores // world.local_size)
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, cores - busy)
 
@@ -86,6 +94,10 @@ class Tensors:
         rgb = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
         return cls(L.to(device), ab.to(device), rgb.to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
 
+    def take(self, part: slice) -> Tensors:
+        """The images of ``part`` (views, no copy)."""
+        return Tensors(self.L[part], self.ab[part], self.rgb[part], self.label[part])
+
     def batch(self, idx: torch.Tensor, needs: tuple[str, ...], flip: torch.Tensor | None,
               channels_last: bool) -> dict[str, torch.Tensor]:
         """The entries a method needs for the images at ``idx``, flipped where ``flip`` is True."""
@@ -109,49 +121,54 @@ def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, n
             spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed))
 
 
-def load_training_data(cfg: TrainConfig, device: torch.device, progress: bool = True,
-                       ) -> tuple[PreparedData, Tensors, Tensors]:
-    """Prepare the split and move train and validation subsets to the device, converted to Lab once."""
-    prepared = prepare_for(cfg, progress=progress)
-    train_idx, val_idx = run_subsets(cfg, prepared)
-    train = Tensors.from_images(prepared.images("train")[train_idx], prepared.labels("train")[train_idx], device)
-    val = Tensors.from_images(prepared.images("val")[val_idx], prepared.labels("val")[val_idx], device)
-    if len(train) < 2:
-        raise TrainingError(f"only {len(train)} training images after the split; give more data or a larger --limit")
-    if len(val) == 0:
-        raise TrainingError("the validation subset is empty; raise --val-fraction or give more images")
-    return prepared, train, val
-
-
 @torch.no_grad()
-def validate(method: Method, val: Tensors, batch_size: int = 512, select: str = "score") -> dict[str, float]:
-    """Validation figures: loss and colour metrics for colorizers, loss and accuracy for the classifier.
+def validate(method: Method, val: Tensors | StreamedImages, batch_size: int = 512, select: str = "score",
+             world: World = SINGLE) -> dict[str, float]:
+    """Validation figures: loss and colour metrics for colorizers, loss and accuracy for the classifier, over
+    ``val`` (resident or streamed) ``batch_size`` images at a time.
 
     ``score`` is the number best.pt is chosen by (higher is better; ``select`` says which figure, see
-    ``core.metrics.SELECTIONS``; the classifier's is its accuracy).
+    ``core.metrics.SELECTIONS``; the classifier's is its accuracy). Under torchrun each process predicts its
+    share of the images and the per-image figures are gathered in order: every process gets the figures of the
+    whole set, the same as one process would compute.
     """
+    mine = val.take(distributed.shard(world, len(val)))
     if not method.is_colorizer:
-        logits = torch.cat([method.logits(val.rgb[i : i + batch_size].float() / 255.0)
-                            for i in range(0, len(val), batch_size)])
-        ce = torch.nn.functional.cross_entropy(logits, val.label).item()
-        acc = (logits.argmax(1) == val.label).float().mean().item() * 100.0
-        return {"val_loss": ce, "accuracy": acc, "score": acc}
-    from core.metrics import compute_metrics, selection_score
+        ce_sum, correct = 0.0, 0
+        for c in chunks(mine, batch_size, method.device):
+            logits = method.logits(c.rgb.float() / 255.0)
+            ce_sum += torch.nn.functional.cross_entropy(logits, c.label, reduction="sum").item()
+            correct += int((logits.argmax(1) == c.label).sum().item())
+        sums = np.sum([g for g in distributed.gather(world, (ce_sum, correct))], axis=0)
+        acc = float(sums[1]) / len(val) * 100.0
+        return {"val_loss": float(sums[0]) / len(val), "accuracy": acc, "score": acc}
+    from core.metrics import aggregate, per_image_metrics, selection_score
 
-    pred = torch.cat([method.predict(val.L[i : i + batch_size]) for i in range(0, len(val), batch_size)])
-    metrics = compute_metrics(val.L.cpu(), pred.cpu(), val.ab.cpu(), ssim=False)
-    out = {"val_loss": torch.nn.functional.mse_loss(pred, val.ab).item(),
-           "val_l1": torch.nn.functional.l1_loss(pred, val.ab).item()}
+    per_image: dict[str, list[np.ndarray]] = {}
+    squared = absolute = 0.0
+    count = 0
+    for c in chunks(mine, batch_size, method.device):
+        pred = method.predict(c.L)
+        for k, v in per_image_metrics(c.L.cpu(), pred.cpu(), c.ab.cpu(), ssim=False).items():
+            per_image.setdefault(k, []).append(v)
+        squared += torch.nn.functional.mse_loss(pred, c.ab, reduction="sum").item()
+        absolute += torch.nn.functional.l1_loss(pred, c.ab, reduction="sum").item()
+        count += c.ab.numel()
+    pieces = distributed.gather(world, (per_image, squared, absolute, count))
+    joined = {k: np.concatenate([a for p in pieces for a in p[0].get(k, [])]) for k in pieces[0][0]}
+    metrics = aggregate(joined)
+    total = sum(p[3] for p in pieces)
+    out = {"val_loss": sum(p[1] for p in pieces) / total, "val_l1": sum(p[2] for p in pieces) / total}
     out |= {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
     out["score"] = float(selection_score(metrics, select))
     return out
 
 
 @torch.no_grad()
-def sample_grid(method: Method, val: Tensors, n: int) -> np.ndarray:
+def sample_grid(method: Method, val: Tensors | StreamedImages, n: int) -> np.ndarray:
     """Rows of gray | predicted | truth for the first ``n`` validation images."""
-    L, ab = val.L[:n], val.ab[:n]
-    return picture_grid(L, {"predicted": method.predict(L)}, ab, scale=3)
+    first = head(val, n, method.device)
+    return picture_grid(first.L, {"predicted": method.predict(first.L)}, first.ab, scale=3)
 
 
 def decay_factor(local_step: int, phase_steps: int, decay_steps: int) -> float:
@@ -233,9 +250,10 @@ class OpenedRun:
 
     run: RunDir
     cfg: TrainConfig
-    lock: RunLock
+    lock: RunLock | None  # held by the process that writes the run (rank 0 under torchrun)
     checkpoint: dict | None = None
     note: str = ""
+    world: World = SINGLE
 
 
 def open_run(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
@@ -282,12 +300,12 @@ def open_run(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
     return OpenedRun(run, cfg, lock, checkpoint, note)
 
 
-def setup_torch(cfg: TrainConfig) -> tuple[torch.device, int]:
-    """Seed, CPU threads and device of a run."""
+def setup_torch(cfg: TrainConfig, world: World = SINGLE) -> tuple[torch.device, int]:
+    """Seed, CPU threads and device of a run (under torchrun, this process's own GPU)."""
     torch.manual_seed(cfg.seed)
-    threads = cfg.threads or default_threads()
+    threads = cfg.threads or default_threads(world)
     torch.set_num_threads(threads)
-    return select_device(cfg.device), threads
+    return distributed.device_for(world, select_device(cfg.device)), threads
 
 
 @dataclass
@@ -301,19 +319,25 @@ class Best:
 class CheckpointKeeper:
     """A run's checkpoints, as timm's CheckpointSaver keeps them: ``last.pt``, ``best.pt`` and every validated
     generator (weights only, ``checkpoints/<phase>/step_*.pt``), at most ``keep`` per phase when set (the oldest
-    go first). Every file is written atomically."""
+    go first). Every file is written atomically. A keeper that does not ``write`` (ranks other than 0) keeps
+    nothing."""
 
-    def __init__(self, run: RunDir, keep: int | None = None) -> None:
-        self.run, self.keep = run, keep
+    def __init__(self, run: RunDir, keep: int | None = None, write: bool = True) -> None:
+        self.run, self.keep, self.write = run, keep, write
 
     def save_last(self, payload: dict) -> None:
-        save_checkpoint(payload, self.run.last)
+        if self.write:
+            save_checkpoint(payload, self.run.last)
 
     def save_best(self, payload: dict) -> None:
-        save_checkpoint(payload, self.run.best)
+        if self.write:
+            save_checkpoint(payload, self.run.best)
 
     def keep_generator(self, payload: dict, phase: str, step: int) -> Path:
         """Keep the generator validated at ``step``, then drop the oldest kept ones past the cap."""
+        path = self.run.checkpoints / phase / f"step_{step:06d}.pt"
+        if not self.write:
+            return path
         path = save_checkpoint(weights_payload(payload), self.run.checkpoints / phase / f"step_{step:06d}.pt")
         if self.keep is not None:
             for old in sorted(path.parent.glob("step_*.pt"))[: -self.keep or None]:
@@ -346,15 +370,21 @@ class SpeedMeter:
         return (self.total - step) * self.batch_size / self.speed if self.speed > 0 else None
 
 
-def validate_and_keep(method: Method, val: Tensors, keeper: CheckpointKeeper, payload: dict, phase: Phase,
-                      best: Best, sample_name: str, n_samples: int,
-                      log: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
+def validate_and_keep(method: Method, val: Tensors | StreamedImages, keeper: CheckpointKeeper, payload: dict,
+                      phase: Phase, best: Best, sample_name: str, n_samples: int,
+                      log: Callable[[dict[str, float]], None] | None = None,
+                      world: World = SINGLE) -> dict[str, float]:
     """Validate, write the sample grid, keep the generator, replace best.pt when the score improved, ``log`` the
     figures, then last.pt (the kept files and the record are on disk before last.pt moves past them, so a run
-    killed at any moment resumes without a gap)."""
+    killed at any moment resumes without a gap). Under torchrun every process validates its share; only rank 0
+    writes."""
     step = int(payload["step"])
-    metrics = validate(method, val, select=method.cfg.select)
+    metrics = validate(method, val, select=method.cfg.select, world=world)
     payload["metrics"] = metrics
+    if not world.is_main:
+        if phase.keep_best and metrics["score"] > best.score:
+            best.score, best.step = metrics["score"], step
+        return metrics
     if method.is_colorizer and n_samples > 0:
         save_png(sample_grid(method, val, n_samples), keeper.run.samples / f"{sample_name}.png")
     if method.is_colorizer:  # every validated generator, so any point of the run can be picked later
@@ -392,6 +422,42 @@ def train(cfg: TrainConfig | None, out: str | Path, resume: bool = False, progre
     return train_opened(open_run(cfg, out, resume, extend_epochs), progress, max_steps)
 
 
+def open_run_in_world(cfg: TrainConfig | None, out: str | Path, resume: bool, extend_epochs: int | None,
+                      world: World) -> OpenedRun:
+    """:func:`open_run` for every process of a torchrun world: rank 0 checks and opens the run directory (its
+    lock, its config, its last.pt) and sends the outcome to the others, which write into a scratch folder of
+    their own. A refusal on rank 0 is raised, with its message, in every process; nothing is written."""
+    if not world.active:
+        return open_run(cfg, out, resume, extend_epochs)
+    answer: tuple | None = None
+    opened = None
+    if world.is_main:
+        try:
+            if cfg is not None:
+                distributed.check_world(cfg, world)
+            opened = open_run(cfg, out, resume, extend_epochs)
+            distributed.check_world(opened.cfg, world)
+            answer = (None, opened.cfg.to_dict(), opened.checkpoint, opened.note)
+        except (TrainingError, ConfigError, RunLockedError) as e:
+            answer = (str(e), None, None, "")
+        except BaseException as e:
+            answer = (f"{type(e).__name__}: {e}", None, None, "")
+            raise
+        finally:
+            if answer[0] is not None and opened is not None:
+                opened.lock.release()
+            answer = distributed.broadcast_object(world, answer)
+    else:
+        answer = distributed.broadcast_object(world)
+    error, saved, checkpoint, note = answer
+    if error is not None:
+        raise TrainingError(error)
+    if world.is_main:
+        return OpenedRun(opened.run, opened.cfg, opened.lock, opened.checkpoint, opened.note, world)
+    scratch = RunDir(Path(distributed.scratch_folder(world)))
+    return OpenedRun(scratch, TrainConfig.from_dict(saved), None, checkpoint, note, world)
+
+
 def train_opened(opened: OpenedRun, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train into a run that :func:`open_run` opened; see :func:`train`."""
     try:
@@ -405,28 +471,30 @@ def train_opened(opened: OpenedRun, progress: bool = True, max_steps: int | None
                 pass
         raise
     finally:
-        opened.lock.release()
+        if opened.lock is not None:
+            opened.lock.release()
 
 
 def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
-    run, cfg, ckpt = opened.run, opened.cfg, opened.checkpoint
-    device, threads = setup_torch(cfg)
+    run, cfg, ckpt, world = opened.run, opened.cfg, opened.checkpoint, opened.world
+    device, threads = setup_torch(cfg, world)
     run.write_status(state="running", pid=os.getpid(), model=cfg.model, phase="data", message="preparing data",
                      eta_s=None, started=run.status().get("started", time.time()), out=str(run.path),
-                     machine=machine_description(), device=str(device))
-    notes = [opened.note, METHODS[cfg.model].before_training(cfg, run.path, progress) or ""]
+                     machine=machine_description(), device=str(device), world_size=world.size)
+    notes = [opened.note, distributed.before_training(world, cfg, run.path, progress) or ""]
     note = "; ".join(n for n in notes if n)
     torch.set_num_threads(threads)  # a run inside this one (NoGAN's feature network) may have chosen its own
+    cfg.world_size = world.size
     cfg.save(run.config)
-    prepared, train_data, val_data = load_training_data(cfg, device, progress)
+    feed = open_feed(cfg, device, world, progress and world.is_main)
+    prepared, val_data = feed.prepared, feed.val
     prepared.split.save(run.split)
 
     method = build_method(cfg, device)
     if cfg.compile:
         for k, net in method.nets.items():
             method.nets[k] = torch.compile(net)
-    bs = min(cfg.batch_size, len(train_data))
-    spe = max(1, len(train_data) // bs)
+    bs, spe = feed.batch_size, feed.steps_per_epoch
     phases = method.phases(spe)
     total = sum(p.steps for p in phases)
     best, step = Best(), 0
@@ -439,19 +507,24 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
         if cfg.init:
             init_generator(method, cfg.init)
         run.metrics_file.unlink(missing_ok=True)
-    keeper = CheckpointKeeper(run, cfg.keep_generators)
+    keeper = CheckpointKeeper(run, cfg.keep_generators, write=world.is_main)
     meter = SpeedMeter(total, bs, float(run.status().get("images_per_s") or 0.0))
     run.write_status(message=f"choosing the precision ({cfg.precision})")
-    first = train_data.batch(torch.arange(bs, device=device), method.needs, None, cfg.channels_last)
-    chosen, precision = choose_precision(method, first, device, cfg.precision,
-                                         previous=run.status().get("precision") if ckpt is not None else None)
+    chosen, precision = "fp32", {}
+    if world.is_main:  # measured once, by rank 0 on its own share of a batch, before the networks are wrapped
+        first = next(feed.batches(0, 0, 0, 1, method.needs))
+        chosen, precision = choose_precision(method, first, device, cfg.precision,
+                                             previous=run.status().get("precision") if ckpt is not None else None)
+    chosen, precision = distributed.broadcast_object(world, (chosen, precision))
     autocast = autocast_for(chosen, device)
-    header = f"{cfg.model}: {len(train_data)} train / {len(val_data)} val images, {spe} steps per epoch, " \
-             f"{total} steps in {len(phases)} phase(s) {[p.name for p in phases]} on {device}; " \
-             f"{describe_precision(precision)}"
+    distributed.wrap_networks(method, world)
+    header = f"{cfg.model}: {feed.n_train} train / {len(val_data)} val images at {cfg.size}x{cfg.size}, " \
+             f"{spe} steps per epoch, {total} steps in {len(phases)} phase(s) {[p.name for p in phases]} on " \
+             f"{device}; {describe_precision(precision)}; {feed.describe()}"
     print(header + (f"; {note}" if note else ""), flush=True)
     run.write_status(state="running", total_steps=total, steps_per_epoch=spe, step=step, epoch=step / spe,
-                     message=header, note=note, precision=precision)
+                     message=header, note=note, precision=precision, data_mode=feed.mode, data_reason=feed.reason,
+                     data_workers=feed.workers, world_size=world.size)
     metrics = ckpt.get("metrics", {}) if ckpt else {}
     bar = tqdm(total=total, initial=step, disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)
     say = bar.write if not bar.disable else (lambda m: print(m, flush=True))
@@ -470,6 +543,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                                 best_step=best.step)
 
     with StopFlag() as stop:
+        sync = distributed.StepSync(world, stop)
         try:
             phase_start = 0
             for phase_index, phase in enumerate(phases):
@@ -479,26 +553,23 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                     continue
                 method.set_phase(phase.name)
                 run.write_status(phase=phase.name, message=f"phase {phase_index + 1}/{len(phases)}: {phase.name}")
-                perm_epoch, perm = -1, None
+                batches = None
                 while step < phase_end:
-                    # 1. stop cleanly when asked
-                    if stop.signal is not None or (max_steps is not None and step >= max_steps):
+                    # 1. stop cleanly when asked (a signal to any of the run's processes stops them all here)
+                    if sync.stopping or (max_steps is not None and step >= max_steps):
                         keeper.save_last(payload(phase))
                         why = "cancelled by signal" if stop.signal is not None else f"stopped after {step} steps"
                         return finish("cancelled", f"{why}; last.pt saved at step {step}, --resume continues")
-                    # 2. the batch: this epoch's order, the learning rate of this step
+                    # 2. the batch (this epoch's order; this process's share of it), the learning rate of this step
                     local = step - phase_start
                     if phase_index == 0 and cfg.lr_decay_epochs > 0:
                         set_decayed_lr(method, decay_factor(local, phase.steps, round(cfg.lr_decay_epochs * spe)))
-                    if local // spe != perm_epoch:
-                        perm_epoch = local // spe
-                        perm = epoch_permutation(cfg.seed, phase_index, perm_epoch, len(train_data))
-                    idx = perm[(local % spe) * bs : (local % spe + 1) * bs].to(device)
-                    flips = flip_mask(cfg.seed, step, len(idx)).to(device) if cfg.flip else None
-                    method.set_input(train_data.batch(idx, method.needs, flips, cfg.channels_last))
-                    # 3. one optimisation step, guarded against NaN
+                    if batches is None:
+                        batches = feed.batches(phase_index, phase_start, local, phase.steps, method.needs)
+                    method.set_input(next(batches))
+                    # 3. one optimisation step (losses averaged over the processes), guarded against NaN
                     with autocast:
-                        losses = method.optimize()
+                        losses = sync.losses(method.optimize())
                     bad = [k for k, v in losses.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingError(f"loss {bad[0]} became {losses[bad[0]]} at step {step + 1} "
@@ -510,7 +581,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                         run.append_metrics({"type": "step", "step": step, "epoch": step / spe, "phase": phase.name,
                                             "time": time.time(), **losses})
                         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-                    if (speed := meter.update(step, len(idx))) is not None:
+                    if (speed := meter.update(step, bs)) is not None:
                         run.write_status(step=step, epoch=step / spe, phase=phase.name, **speed)
                     if (step - phase_start) % phase.eval_every == 0 or step == phase_end:
                         name = f"epoch_{round(step / spe):03d}" if phase.eval_every == spe and phase_index == 0 \
@@ -518,7 +589,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                         record = {"type": "val", "step": step, "epoch": step / spe, "phase": phase.name}
                         metrics = validate_and_keep(method, val_data, keeper, payload(phase), phase, best, name,
                                                     cfg.n_samples, lambda m, r=record: run.append_metrics(
-                                                        r | {"time": time.time(), **m}))
+                                                        r | {"time": time.time(), **m}), world)
                         msg = val_message(step, total, phase.name, metrics)
                         say(msg)
                         run.write_status(message=msg, best_score=best.score, best_step=best.step, last_val=metrics)
@@ -594,32 +665,46 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 completed or cancelled, 2 bad settings or input (one line, nothing written), 1 failed run."""
+    """Exit codes: 0 completed or cancelled, 2 bad settings or input (one line, nothing written), 1 failed run.
+
+    Under torchrun every process runs this (``core.distributed``); rank 0 alone prints the log and writes the
+    run directory."""
     from core.cli import EXIT_BAD_INPUT, EXIT_FAILED, run_command
 
     args = parse_args(argv)
     given = sorted(k for k in vars(args) if k not in RUN_FLAGS)
+    world: list[World] = []
+    code = run_command(lambda: world.append(distributed.from_env()), bad_input=(ConfigError,))
+    if code:
+        return code
+    if not world[0].is_main:  # the log is rank 0's; errors still reach stderr from every process
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
 
     def start() -> OpenedRun:
+        distributed.join(world[0])
         if not args.resume:
-            return open_run(config_from_args(args), args.out)
+            # every process checks the settings (the same answer everywhere), rank 0 opens the run
+            return open_run_in_world(config_from_args(args), args.out, False, None, world[0])
         extra = [k for k in given if k != "epochs"]
         if extra:
             raise ConfigError(f"--resume continues the run as it was configured; --{extra[0].replace('_', '-')} "
                               "cannot be changed (only --epochs, to lengthen it)")
-        return open_run(None, args.out, True, getattr(args, "epochs", None))
+        return open_run_in_world(None, args.out, True, getattr(args, "epochs", None), world[0])
 
     opened: list[OpenedRun] = []
-    code = run_command(lambda: opened.append(start()), bad_input=(TrainingError, RunLockedError))
-    if code:
-        return code
+    try:
+        code = run_command(lambda: opened.append(start()), bad_input=(TrainingError, RunLockedError))
+        if code:
+            return code
 
-    def body() -> int:
-        final = train_opened(opened[0], progress=not args.quiet)
-        return 0 if final.get("state") in ("completed", "cancelled") else EXIT_FAILED
+        def body() -> int:
+            final = train_opened(opened[0], progress=not args.quiet and world[0].is_main)
+            return 0 if final.get("state") in ("completed", "cancelled") else EXIT_FAILED
 
-    code = run_command(body)
-    return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else code
+        code = run_command(body)
+        return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else code
+    finally:
+        distributed.leave()
 
 
 if __name__ == "__main__":

@@ -102,6 +102,21 @@ class Method:
     nets: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
 
+    def net(self, name: str) -> nn.Module:
+        """The network ``name`` as a training step calls it when its parameters learn from that call: wrapped in
+        DistributedDataParallel under torchrun (gradients averaged across processes), else the plain one in
+        ``nets``. Forward passes that train nothing of this network (no_grad, a frozen critic) use ``nets``."""
+        wrapped = self.__dict__.get("wrapped", {}).get(name)
+        return wrapped if wrapped is not None else self.nets[name]
+
+    def wrap_networks(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Have :meth:`net` return ``wrap(net)`` for every network in ``nets`` (all of them train). Their
+        parameters are made trainable first: a GAN step may have left its critic frozen, and a wrapper such as
+        DistributedDataParallel only averages the parameters that require gradients when it is built."""
+        for net in self.nets.values():
+            net.requires_grad_(True)
+        self.wrapped = {k: wrap(v) for k, v in self.nets.items() if any(True for _ in v.parameters())}
+
     def state_dict(self) -> dict:
         """Weights and optimiser states, as plain dicts of tensors."""
         return {

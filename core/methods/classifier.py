@@ -27,7 +27,7 @@ class ClassifierMethod(Method):
         self.optimizers = {"generator": self.adam(self.nets["generator"].parameters())}
 
     def optimize(self) -> dict[str, float]:
-        logits = self.generator(self.batch["rgb"])
+        logits = self.net("generator")(self.batch["rgb"])
         loss = F.cross_entropy(logits, self.batch["label"])
         opt = self.optimizers["generator"]
         opt.zero_grad(set_to_none=True)

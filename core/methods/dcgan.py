@@ -48,8 +48,8 @@ def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
 def discriminator_step(method: Method, L: torch.Tensor, real_ab: torch.Tensor,
                        fake_ab: torch.Tensor) -> dict[str, float]:
     """One optimisation step of the discriminator on real and (detached) generated a,b."""
-    d = method.nets["discriminator"]
-    set_requires_grad(d, True)
+    set_requires_grad(method.nets["discriminator"], True)
+    d = method.net("discriminator")
     real_logits = d(torch.cat((L, real_ab), 1))
     fake_logits = d(torch.cat((L, fake_ab.detach()), 1))
     loss = discriminator_loss(real_logits, fake_logits, method.cfg.real_label)
@@ -89,9 +89,9 @@ class DCGANMethod(Method):
 
     def optimize(self) -> dict[str, float]:
         L, ab = self.batch["L"], self.batch["ab"]
-        fake = self.generator(L)
+        fake = self.net("generator")(L)
         losses = discriminator_step(self, L, ab, fake)
-        d = self.nets["discriminator"]
+        d = self.nets["discriminator"]  # frozen for the generator's step: the plain network, nothing to average
         set_requires_grad(d, False)
         total, adv, l1 = generator_loss(d(torch.cat((L, fake), 1)), fake, ab, self.cfg.l1_weight)
         opt = self.optimizers["generator"]

@@ -194,7 +194,7 @@ class NoGANMethod(Method):
                 fake = g(L)
             return discriminator_step(self, L, ab, fake)
         g.train()
-        fake = g(L)
+        fake = self.net("generator")(L)
         out: dict[str, float] = {}
         if self.phase == "gan":
             out = discriminator_step(self, L, ab, fake)

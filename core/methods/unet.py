@@ -30,7 +30,7 @@ class UNetMethod(Method):
 
     def optimize(self) -> dict[str, float]:
         L, ab = self.batch["L"], self.batch["ab"]
-        loss = F.mse_loss(self.generator(L), ab)
+        loss = F.mse_loss(self.net("generator")(L), ab)
         opt = self.optimizers["generator"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.config import Option
 from core.jobs import (
+    MAX_PROCESSES,
     TrainForm,
     build_train_args,
     default_run_name,
@@ -100,6 +101,10 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         val_limit = c2.number_input("Validation limit", 0, 10_000_000, 0, step=64, key="train_val_limit",
                                     help="validate on at most this many images (a random draw); 0: all")
         seed = c3.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed")
+        processes = c4.number_input("Processes", 1, MAX_PROCESSES, d.processes, key="train_processes",
+                                    help="data-parallel training processes on this machine (torchrun with "
+                                    "DistributedDataParallel): each takes batch size / processes images of every "
+                                    "step; on a CPU they share its cores, on CUDA each takes a GPU")
         own = method_form_options(method)
         if own:
             st.caption(f"{method_label(method)} options")
@@ -114,7 +119,8 @@ with st.expander("Start a new run", expanded=not find_runs(default_runs_dir())):
         if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             form = TrainForm(method=method, source=source, split=split, epochs=int(epochs), width=int(width),
                              batch_size=int(batch_size), lr=lr, lr_decay_epochs=float(decay), limit=int(limit),
-                             val_limit=int(val_limit), seed=int(seed), device=device, name=name, options=options)
+                             val_limit=int(val_limit), seed=int(seed), device=device, name=name,
+                             processes=int(processes), options=options)
             guarded(start, form, what="Could not start the run")
     if started := st.session_state.pop("train_started", None):
         st.success(f"Started **{started[0]}** (process {started[2]}): `{started[1]}`", icon=":material/check_circle:")
