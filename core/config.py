@@ -155,7 +155,8 @@ class TrainConfig:
                                           "checkpoints/<phase>/ (oldest removed first; default: all)", type=int, min=1)
     log_every: int = setting(20, "steps between metrics.jsonl loss records", min=1)
     n_samples: int = setting(8, "validation images in each sample grid", min=0, max=256)
-    size: int = setting(32, "train and validate at N x N (sources centre-crop and resize)", min=16, max=4096)
+    size: int = setting(32, "train and validate at N x N, a multiple of 16 (sources centre-crop and resize)",
+                        min=16, max=4096)
     crop_scale: float = setting(1.0, "random resized crops: each training picture is cut to a share of its area "
                                 "drawn from [S, 1] (aspect 3/4 to 4/3) and resized back to --size, so the network "
                                 "sees objects at several scales; 1 turns them off", min=0.05, max=1.0)

@@ -17,6 +17,8 @@ from torch import nn
 
 from core.config import ConfigError, Option, TrainConfig
 
+SIZE_MULTIPLE = 16  # picture sides the U-Net (four stride-2 levels) and the patch discriminator accept
+
 
 @dataclass
 class Phase:
@@ -54,6 +56,9 @@ class Method:
         """Refuse settings that do not fit together (raises ``ConfigError``); options were checked one by one."""
         if cfg.epochs < cls.min_epochs:
             raise ConfigError(f"--epochs must be at least {cls.min_epochs} for {cls.name}, not {cfg.epochs}")
+        if cfg.size % SIZE_MULTIPLE:
+            raise ConfigError(f"--size must be a multiple of {SIZE_MULTIPLE} (the networks halve it four times), "
+                              f"not {cfg.size}")
 
     @classmethod
     def before_training(cls, cfg: TrainConfig, run_path: Path, progress: bool) -> str | None:
