@@ -36,7 +36,7 @@ GPUS=$($PY -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || ec
 if [ "${GPUS:-0}" -gt 1 ]; then
   DDP_OUT=$(mktemp -d)
   echo "DDP smoke run: 2 processes, ${DDP_OUT}/run"
-  ${TORCHRUN:-$PY -m torch.distributed.run} --nproc_per_node=2 -m core.train --model unet --source "${ARCHIVE:-sample}" --epochs 1 --limit 8192 --val-limit 512 --width 64 --batch-size 256 --quiet --out "$DDP_OUT/run" && echo "DDP smoke run: completed" || echo "DDP smoke run: FAILED"
+  ${TORCHRUN:-$PY -m torch.distributed.run} --standalone --nproc_per_node=2 -m core.train --model unet --source "${ARCHIVE:-sample}" --epochs 1 --limit 8192 --val-limit 512 --width 64 --batch-size 256 --quiet --out "$DDP_OUT/run" && echo "DDP smoke run: completed" || echo "DDP smoke run: FAILED"
 else
   echo "DDP smoke run: skipped (${GPUS:-0} GPU(s); it needs 2)"
 fi

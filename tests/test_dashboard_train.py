@@ -132,6 +132,27 @@ def test_default_run_name_and_bad_values(runs_dir):
     assert len(launcher.calls) == 1
 
 
+def test_processes_field_starts_the_job_under_torchrun(runs_dir):
+    launcher = FakeLauncher()
+    at = app(launcher)
+    at.number_input(key="train_processes").set_value(2)
+    at.number_input(key="train_batch_size").set_value(64)
+    at.text_input(key="train_name").set_value("ddp-unet")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    cmd = launcher.calls[0][0]
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    assert cmd[6] == "core.train" and "--processes" not in cmd and "--batch-size" in cmd
+    table = at.dataframe[0].value  # the launch record's command is read past torchrun's own flags
+    assert table.iloc[0]["method"] == "unet"
+
+    at.number_input(key="train_batch_size").set_value(63)
+    at.text_input(key="train_name").set_value("odd")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    assert "multiple of 2" in texts(at.error) and len(launcher.calls) == 1 and not (runs_dir / "odd").exists()
+
+
 def test_query_param_selects_a_run_and_selecting_updates_it(runs_dir):
     fake = FakeLauncher()
     for name in ("run-a", "run-b"):

@@ -98,6 +98,11 @@ def test_resume_args(tmp_path):
     assert jobs.resume_args(cancelled) == {"out": str(cancelled.path), "resume": True, "quiet": True}
     with pytest.raises(JobError, match="only a cancelled or failed"):
         jobs.resume_args(make_run(tmp_path, "done"))
+    wide = make_run(tmp_path, "w", state="cancelled")
+    wide.config.write_text(wide.config.read_text().replace('"world_size": 1', '"world_size": 2'))
+    assert jobs.resume_args(wide)["processes"] == 2  # as many processes as trained it last
+    assert runs.train_command(jobs.resume_args(wide), "python")[:5] == [
+        "python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     bare = RunDir(tmp_path / "bare")
     bare.path.mkdir()
     bare.write_status(state="failed")
