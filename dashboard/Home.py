@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 from common import (
+    PAGE_EVALUATIONS,
     ProgressBar,
     evaluate_cached,
     guarded,
@@ -20,7 +21,8 @@ from core.explore import HEADLINE_METRICS, comparison_strip, headline_table, str
 from core.methods import method_label
 from core.tags import featured_models
 
-EVAL_LIMIT = 500
+EVAL = PAGE_EVALUATIONS["home"]
+EVAL_LIMIT = EVAL["limit"]
 STRIP_IMAGES = 6
 PAGES = [
     ("pages/1_Data_and_splits.py", "Data & splits", ":material/bar_chart:"),
@@ -78,12 +80,12 @@ elif not models:
 if prepared is not None and prepared.split.test.size:
     with ProgressBar(f"Evaluating on {EVAL_LIMIT} test images") as bar:  # shown only while something is computed
         n_steps = 1 + len(models)
-        gray = guarded(evaluate_cached, "baseline:gray", "gray", source, "test", EVAL_LIMIT, ssim=False,
+        gray = guarded(evaluate_cached, "baseline:gray", "gray", source, EVAL["part"], EVAL_LIMIT, ssim=EVAL["ssim"],
                        progress=bar.part(1, n_steps, "gray baseline"), what="Gray baseline")
         if gray is not None:
             results.append(("baseline:gray", "baseline", "baseline", gray))
         for k, entry in enumerate(models, 2):
-            r = guarded(evaluate_cached, entry.path, entry.name, source, "test", EVAL_LIMIT, ssim=False,
+            r = guarded(evaluate_cached, entry.path, entry.name, source, EVAL["part"], EVAL_LIMIT, ssim=EVAL["ssim"],
                         progress=bar.part(k, n_steps, entry.name), what=f"Model {entry.name}")
             if r is not None:
                 results.append((entry.name, entry.method, entry.kind, r))

@@ -27,8 +27,8 @@ STATE = {"warm-up": "warming up"}
 
 def warm_up() -> None:
     """Import the modules every page imports and run once what each first use loads lazily (the emoji pattern of
-    the tab icon, a plotly figure, a styled table), then load the remembered data source into the shared cache,
-    so the first visitor waits for none of it."""
+    the tab icon, a plotly figure, a styled table), then load the remembered data source and the evaluations the
+    first pages show (those on disk) into the shared caches, so the first visitor waits for none of it."""
     try:
         import common  # (torch, core.data, core.inference, core.eval_cache, pandas)
         import pandas as pd
@@ -46,7 +46,9 @@ def warm_up() -> None:
         frame = pd.DataFrame({"model": ["a", "b"], "value": [1.0, 2.0]})
         px.bar(frame, x="model", y="value").to_json()
         frame.style.format(precision=2).to_html()
-        common.load_prepared(common.remembered_source(), progress=silent)
+        source = common.remembered_source()
+        common.load_prepared(source, progress=silent)
+        common.warm_evaluations(source)  # what Home, Compare and the Leaderboard show first, from the disk cache
     except Exception as e:  # noqa: BLE001 - the pages do all of this again and show any error themselves
         STATE["warm-up"] = f"failed: {type(e).__name__}: {e}"
         return

@@ -19,7 +19,7 @@ from core.access import AccessError, check_source
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError
 from core.data import PreparedData, prepare
-from core.eval_cache import cached_evaluate, checkpoint_file
+from core.eval_cache import EvalCache, cached_evaluate, checkpoint_file, evaluation_key
 from core.evaluate import EvalResult
 from core.inference import Colorizer, ModelEntry, available_models, load_colorizer
 from core.progress import ProgressFn
@@ -174,16 +174,34 @@ def get_colorizer(path: str, name: str) -> Colorizer:
     return _colorizer(path, name, _file_state(path))
 
 
+# What Home, Compare and the Leaderboard evaluate when they open with their defaults (part, images, SSIM): the
+# pages read these, and the server's warm-up (dashboard/app.py) loads the same evaluations from disk beforehand.
+PAGE_EVALUATIONS = {
+    "home": {"part": "test", "limit": 500, "ssim": False},
+    "compare": {"part": "test", "limit": 1000, "ssim": True},
+    "leaderboard": {"part": "test", "limit": 2000, "ssim": True},
+}
+BASELINE_SPECS = [("baseline:gray", "gray"), ("baseline:mean_ab", "mean_ab")]
+
+
 def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | None, split: str = "hue",
                     val_fraction: float = 0.1, seed: int = 0, ssim: bool = True, keep_predictions: bool = True,
-                    progress: ProgressFn | None = None) -> EvalResult:
+                    progress: ProgressFn | None = None, only_stored: bool = False) -> EvalResult | None:
     """Evaluate a model (a checkpoint/run path, or ``baseline:NAME``) on a part of a source: from memory, else
     from the disk cache (:mod:`core.eval_cache`, so a restarted dashboard finds it), else computed with
-    ``progress`` reports (stage ``evaluating NAME``, images done and in all)."""
+    ``progress`` reports (stage ``evaluating NAME``, images done and in all). ``only_stored``: None instead of
+    computing what neither memory nor disk holds."""
     from core.baselines import make_baseline
 
     key = (spec, _file_state(spec), name, source, part, limit, split, float(val_fraction), int(seed), ssim,
            keep_predictions)
+    if only_stored and shared_cache("evaluations", 64).get(key) is None:
+        found = EvalCache().load(evaluation_key(spec, source, part, limit, split, val_fraction, seed, ssim=ssim),
+                                 need_predictions=keep_predictions)
+        if found is None:
+            return None
+        found.model = name
+        return shared_cache("evaluations", 64).get_or_compute(key, lambda: found)
 
     def get_model(spec: str, name: str, prepared: PreparedData):
         if spec.startswith("baseline:"):
@@ -197,6 +215,21 @@ def evaluate_cached(spec: str, name: str, source: str, part: str, limit: int | N
                                keep_predictions=keep_predictions, progress=progress)
 
     return shared_cache("evaluations", 64).get_or_compute(key, compute)
+
+
+def warm_evaluations(source: str) -> int:
+    """Load into memory the evaluations the pages show first (:data:`PAGE_EVALUATIONS`, every model and both
+    baselines) that the disk cache holds, computing none; returns how many were loaded."""
+    specs = BASELINE_SPECS + [(m.path, m.name) for m in available_models()]
+    loaded = 0
+    for args in PAGE_EVALUATIONS.values():
+        for spec, name in specs:
+            try:
+                loaded += evaluate_cached(spec, name, source, args["part"], args["limit"], ssim=args["ssim"],
+                                          only_stored=True) is not None
+            except Exception:  # noqa: BLE001 - a page evaluates it again and shows the error itself
+                continue
+    return loaded
 
 
 def model_label(entry: ModelEntry) -> str:

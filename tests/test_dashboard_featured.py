@@ -120,3 +120,29 @@ def test_blind_test_offers_a_keep_run_by_default(runs: Path) -> None:
     assert at.session_state["bt_trial"].model == RUN
     assert "not shown" not in _text(at)
 
+
+
+def test_the_warm_up_loads_stored_page_evaluations_and_computes_none(tmp_path, monkeypatch):
+    import streamlit as st
+
+    import common
+    import core.eval_cache
+
+    monkeypatch.setenv("COLORIZE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLORIZE_RUNS_DIR", str(tmp_path / "runs"))
+    home = common.PAGE_EVALUATIONS["home"]
+    st.cache_resource.clear()  # nothing from the pages opened before: this test's cache folder is a new one
+    stored = common.evaluate_cached("baseline:gray", "gray", "sample", home["part"], home["limit"],
+                                    ssim=home["ssim"])  # computed and stored on disk, as a page leaves it
+    st.cache_resource.clear()  # a restarted server: nothing in memory
+
+    def no_evaluation(*_args, **_kwargs):
+        raise AssertionError("the warm-up evaluated something")
+
+    monkeypatch.setattr(core.eval_cache, "evaluate", no_evaluation)
+    assert common.warm_evaluations("sample") == 1  # the one stored; the shipped models' are not on disk here
+    again = common.evaluate_cached("baseline:gray", "gray", "sample", home["part"], home["limit"], ssim=home["ssim"])
+    finite = {k: v for k, v in stored.metrics.items() if v == v}  # ssim is NaN: not computed at Home's setting
+    assert {k: again.metrics[k] for k in finite} == finite and again.n_images == stored.n_images
+    assert common.evaluate_cached("baseline:mean_ab", "mean_ab", "sample", "test", 500, ssim=False,
+                                  only_stored=True) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 from common import (
+    PAGE_EVALUATIONS,
     ProgressBar,
     evaluate_cached,
     guarded,
@@ -19,6 +20,7 @@ from core import compare
 from core.evaluate import BASELINE_PREFIX, best_per_column, leaderboard
 from core.metrics import HIGHER_IS_BETTER, METRICS
 
+DEFAULTS = PAGE_EVALUATIONS["compare"]
 page("Compare", ":material/compare:")
 st.title("Compare models")
 source = source_picker()
@@ -40,7 +42,8 @@ chosen = st.multiselect("Models", list(labels), default=default, format_func=lab
 c2, c3, _ = st.columns([2, 1, 3])
 part = c2.radio("Part", ["test", "val"], format_func={"test": "test", "val": "validation"}.get, horizontal=True,
                 key="compare_part")
-limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=1000, step=100, key="compare_limit",
+limit = int(c3.number_input("Images", min_value=8, max_value=60000, value=DEFAULTS["limit"], step=100,
+                            key="compare_limit",
                             help="Evaluate N images of the part (a fixed random draw, the same for every model)"))
 if not chosen:
     st.info("Choose at least one model or baseline above.", icon=":material/info:")

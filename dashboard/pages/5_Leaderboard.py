@@ -7,6 +7,8 @@ import re
 import pandas as pd
 import streamlit as st
 from common import (
+    BASELINE_SPECS,
+    PAGE_EVALUATIONS,
     ProgressBar,
     active_source,
     evaluate_cached,
@@ -25,7 +27,8 @@ from dashboard.charts import group_bars
 page("Leaderboard", ":material/leaderboard:")
 source_picker()
 source = active_source()
-BASELINES = [("baseline:gray", "gray"), ("baseline:mean_ab", "mean_ab")]
+BASELINES = BASELINE_SPECS
+DEFAULTS = PAGE_EVALUATIONS["leaderboard"]
 BEST_CSS = "background-color: #d3f9d8; font-weight: 700"
 
 st.title("Leaderboard")
@@ -35,7 +38,7 @@ st.caption(f"All models and both baselines on the same images of **{source}**, s
 with st.sidebar:
     part = st.radio("Part", ["test", "val"], key="lb_part", horizontal=True,
                     help="test: the source's own test images; val: the validation split of its training part")
-    limit = int(st.number_input("Images (at most)", min_value=10, max_value=100_000, value=2000, step=100,
+    limit = int(st.number_input("Images (at most)", min_value=10, max_value=100_000, value=DEFAULTS["limit"], step=100,
                                 key="lb_limit", help="N images of the part (a fixed random draw); the bundled "
                                                      "sample has "
                                                      "1,000 test images, so 2,000 takes all of them."))
