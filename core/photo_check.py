@@ -31,7 +31,7 @@ from core.progress import ProgressFn, report
 # skimage.data's colour photographs with no copyright restrictions: astronaut (NASA, public domain), coffee and
 # chelsea (CC0 by their photographers), rocket (SpaceX, public domain). camera is gray, the rest are not photos.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-NET_SIZES = (32, 48, 64, 96, 128, 256)
+NET_SIZES = (32, 48, 64, 96, 128, 256, 512)
 METRIC = "mae_rgb"  # lower is better
 
 
@@ -47,23 +47,40 @@ def photo(name: str) -> np.ndarray:
 def check(colorizer: Colorizer, photos: Sequence[str] = PHOTOS, sizes: Sequence[int] = NET_SIZES,
           progress: ProgressFn | None = None) -> pd.DataFrame:
     """One row per photograph and network size: ``photo``, ``size``, the colorization's ``mae_rgb`` and the
-    gray picture's (``gray_mae_rgb``), and ``gain`` (gray's minus the model's: positive means better than gray)."""
+    gray picture's (``gray_mae_rgb``), ``gain`` (gray's minus the model's: positive means better than gray) and
+    ``artefact_ratio`` (the high-frequency share of the result's a,b over the photograph's,
+    :func:`core.metrics.artefact_ratio`: about 1 or below is as smooth as real colour, well above 1 is dots or a
+    grid)."""
     rows = []
     total, done = len(photos) * len(sizes), 0
     for name in photos:
         rgb = photo(name)
         gray = score_picture(gray_picture(rgb), rgb)[METRIC]
         for size in sizes:
-            value = score_picture(colorize_picture(colorizer, rgb, int(size)), rgb)[METRIC]
-            rows.append({"photo": name, "size": int(size), METRIC: value, f"gray_{METRIC}": gray, "gain": gray - value})
+            result = colorize_picture(colorizer, rgb, int(size))
+            value = score_picture(result, rgb)[METRIC]
+            rows.append({"photo": name, "size": int(size), METRIC: value, f"gray_{METRIC}": gray, "gain": gray - value,
+                         "artefact_ratio": picture_artefacts(result, rgb)})
             done += 1
             report(progress, f"photo check {colorizer.name}", done, total)
-    return pd.DataFrame(rows, columns=["photo", "size", METRIC, f"gray_{METRIC}", "gain"])
+    return pd.DataFrame(rows, columns=["photo", "size", METRIC, f"gray_{METRIC}", "gain", "artefact_ratio"])
+
+
+def picture_artefacts(colorized: np.ndarray, original: np.ndarray) -> float:
+    """:func:`core.metrics.artefact_ratio` of a colorized picture's a,b against the original's, at full size."""
+    from core.colour import uint8_to_model
+    from core.metrics import artefact_ratio
+
+    _, ab_pred = uint8_to_model(colorized[None])
+    _, ab_true = uint8_to_model(original[None])
+    return artefact_ratio(ab_pred, ab_true)
 
 
 def by_size(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over the photographs per network size: ``mae_rgb``, ``gray_mae_rgb`` and ``gain``, by size."""
-    return table.groupby("size", sort=True)[[METRIC, f"gray_{METRIC}", "gain"]].mean()
+    """Mean over the photographs per network size: ``mae_rgb``, ``gray_mae_rgb``, ``gain`` and ``artefact_ratio``
+    (when measured), by size."""
+    columns = [METRIC, f"gray_{METRIC}", "gain"] + (["artefact_ratio"] if "artefact_ratio" in table else [])
+    return table.groupby("size", sort=True)[columns].mean()
 
 
 def best_size(table: pd.DataFrame) -> int:
@@ -86,6 +103,8 @@ def card_fields(table: pd.DataFrame) -> dict[str, Any]:
             "metric": METRIC,
             "mean_by_size": {str(size): round(float(row[METRIC]), 3) for size, row in sizes.iterrows()},
             "gray_mean": round(float(sizes[f"gray_{METRIC}"].iloc[0]), 3),
+            **({"artefact_ratio_by_size": {str(size): round(float(row["artefact_ratio"]), 3)
+                                           for size, row in sizes.iterrows()}} if "artefact_ratio" in sizes else {}),
             "per_photo": {name: {str(int(r["size"])): round(float(r[METRIC]), 3) for _, r in group.iterrows()}
                           for name, group in table.groupby("photo", sort=False)},
             "gray_per_photo": {name: round(float(group[f"gray_{METRIC}"].iloc[0]), 3)
@@ -110,7 +129,8 @@ def format_check(name: str, table: pd.DataFrame) -> str:
     lines = [f"{name}: mean {METRIC} over {table['photo'].nunique()} photographs (gray "
              f"{sizes[f'gray_{METRIC}'].iloc[0]:.3f})"]
     for size, row in sizes.iterrows():
-        lines.append(f"  size {size:>4}  {row[METRIC]:7.3f}  gain over gray {row['gain']:+.3f}"
+        artefacts = f"  artefact ratio {row['artefact_ratio']:.2f}" if "artefact_ratio" in row else ""
+        lines.append(f"  size {size:>4}  {row[METRIC]:7.3f}  gain over gray {row['gain']:+.3f}{artefacts}"
                      + ("  <- default" if size == best else ""))
     return "\n".join(lines)
 

@@ -47,6 +47,21 @@ def test_photo_check_on_one_photo_and_two_sizes(tiny: Colorizer, tmp_path: Path)
     check = again["net_size_check"]
     assert check["photos"] == ["chelsea"] and set(check["mean_by_size"]) == {"32", "48"}
     assert check["gray_mean"] == round(float(gray), 3)
+    assert set(check["artefact_ratio_by_size"]) == {"32", "48"} and (table["artefact_ratio"] > 0).all()
+
+
+def test_the_artefact_ratio_tells_a_dot_pattern_from_smooth_colour() -> None:
+    rgb = photo_check.photo("chelsea")
+    assert photo_check.picture_artefacts(rgb, rgb) == pytest.approx(1.0)
+    dotted = rgb.astype(np.int16)
+    dotted[::2, ::2, 0] += 40  # a red dot on every other pixel: colour energy at the highest frequencies
+    dotted = np.clip(dotted, 0, 255).astype(np.uint8)
+    assert photo_check.picture_artefacts(dotted, rgb) > 2.0
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 8, rgb.shape[0] // 8)))
+    blurred = np.asarray(Image.fromarray(small).resize(rgb.shape[1::-1], Image.Resampling.BILINEAR))
+    assert photo_check.picture_artefacts(blurred, rgb) < 1.0  # colour from a small network, enlarged: smoother
 
 
 def test_the_card_size_is_colorize_pictures_default(tiny: Colorizer) -> None:
