@@ -123,9 +123,9 @@ def test_blind_test_offers_a_keep_run_by_default(runs: Path) -> None:
 
 
 def test_the_warm_up_loads_stored_page_evaluations_and_computes_none(tmp_path, monkeypatch):
+    import common
     import streamlit as st
 
-    import common
     import core.eval_cache
 
     monkeypatch.setenv("COLORIZE_CACHE_DIR", str(tmp_path / "cache"))
