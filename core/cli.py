@@ -3,6 +3,7 @@ running; in both error cases one line on stderr (``error: ...``) and no tracebac
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -16,16 +17,28 @@ BAD_INPUT: tuple[type[BaseException], ...] = (ConfigError, DataSourceError, Chec
                                               NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+def reader_gone() -> int:
+    """The exit of a command whose reader went away (``| head``): nothing left to tell it, no error line; stdout
+    goes to /dev/null so the interpreter's own flush at exit stays quiet too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_FAILED
+
+
 def run_command(body: Callable[[], int | None], bad_input: tuple[type[BaseException], ...] = ()) -> int:
     """Run a command's body and map what it raises to the project's exit codes (one line, no traceback)."""
     try:
-        return int(body() or EXIT_OK)
+        code = int(body() or EXIT_OK)
+        sys.stdout.flush()  # here, so a reader gone away is met below rather than at the interpreter's exit
+        return code
     except BAD_INPUT + bad_input as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return reader_gone()
     except Exception as e:  # noqa: BLE001 - a failure while running: one line, the details are not for the user
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -687,7 +687,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
-            return _list_command(args)
+            code = _list_command(args)
+            sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
+            return code
         if args.command == "status":
             print(json.dumps(resolve_run(args.run, args.runs_dir).live_status(), indent=1))
             return 0
@@ -696,6 +698,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise JobError("--interval must be more than 0 seconds")
             return _wait_command(args)
         return _cancel_command(args)
+    except BrokenPipeError:
+        from core.cli import reader_gone
+
+        return reader_gone()
     except JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

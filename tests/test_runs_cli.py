@@ -241,3 +241,13 @@ PYTHONPATH={ROOT} exec {sys.executable} "$@"
     lines = result.stdout.splitlines()
     assert lines[0].endswith("] runs/done: completed (completed 7 steps)")
     assert lines[1].endswith("] runs/bare-job: failed (the data source was not found)")
+
+
+def test_a_reader_that_closes_early_gets_no_error(tmp_path):
+    """``python -m core.runs list | head -1`` over many runs: the command stops quietly when the pipe closes."""
+    for i in range(400):
+        make_run(tmp_path, f"run-{i:03d}-" + "x" * 60)
+    shell = f"{sys.executable} -m core.runs list --runs-dir {tmp_path} | head -n 1"
+    result = subprocess.run(["bash", "-c", shell], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["run", "state", "progress", "method"]
+    assert result.stderr == ""
