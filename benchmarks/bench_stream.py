@@ -41,14 +41,14 @@ WARM_STEPS = 5
 def child_prepare(config: dict) -> dict:
     """Decode and cache the source at the configured size; the split's sizes."""
     from core.data import prepare_for
-    from core.feed import resident_bytes, subsets
+    from core.feed import resident_bytes, run_subsets
 
     t0 = time.perf_counter()
     prepared = prepare_for(config, mmap=True, progress=False)
     seconds = time.perf_counter() - t0
     from core.config import TrainConfig
 
-    train_idx, val_idx = subsets(TrainConfig.from_dict(config), prepared)
+    train_idx, val_idx = run_subsets(TrainConfig.from_dict(config), prepared)
     images = prepared.dataset.parts["train"].images
     return {"seconds": seconds, "pictures": int(len(images)), "shape": list(images.shape),
             "cache_bytes": int(images.nbytes), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),

@@ -60,11 +60,12 @@ from benchmarks.engine_bench import (
 )
 from core.colour import AB_SCALE, L_SCALE
 from core.config import TrainConfig
+from core.feed import Tensors
 from core.methods import method_names
 from core.networks import UNet
 from core.precision import CANDIDATES, choose_precision, cpu_has_fast_bf16
 from core.sources import load_dataset
-from core.train import Tensors, default_threads, train
+from core.train import default_threads, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

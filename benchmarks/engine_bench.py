@@ -18,9 +18,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from core.config import TrainConfig
+from core.feed import Tensors, epoch_permutation, flip_mask
 from core.methods import METHODS, Method, build_method
 from core.precision import autocast_for
-from core.train import Tensors, epoch_permutation, flip_mask
 
 
 @dataclass

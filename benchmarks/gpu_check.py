@@ -32,9 +32,10 @@ from benchmarks.engine_bench import (
     timed,
 )
 from core.config import TrainConfig
+from core.feed import Tensors
 from core.methods import method_names
 from core.precision import choose_precision
-from core.train import Tensors, default_threads, select_device
+from core.train import default_threads, select_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,17 +1,18 @@
 """Training batches, resident or streamed, the same batches either way.
 
 ``resident``: the run's training and validation images are converted to model-space Lab once and held as
-tensors on the device (:class:`core.train.Tensors`); a batch is an index into them. ``stream``: the images stay
+tensors on the device (:class:`Tensors`); a batch is an index into them. ``stream``: the images stay
 in the source's on-disk uint8 cache (``<part>_images.npy``, written once and atomically by
 :mod:`core.sources`), memory-mapped; a torch ``DataLoader`` (worker processes, pinned memory on CUDA) reads each
 batch's rows and converts them to Lab with :func:`core.colour.uint8_to_model`. :func:`choose_mode` picks one by
 the bytes the resident tensors would take (``--data-mode auto``), against half the device's free memory.
 
 Both modes draw the same rows for every step (:class:`StepBatches`: the seeded epoch permutation of
-``core.train.epoch_permutation``, cut into global batches of ``--batch-size``; under torchrun each process takes
+``epoch_permutation``, cut into global batches of ``--batch-size``; under torchrun each process takes
 its equal slice of every global batch, as a ``DistributedSampler`` with ``set_epoch`` would give each its shard),
-then finish them with the same code (``Tensors.batch``: seeded flips) and the same seeded random-resized crops
-(:func:`crop_boxes`, ``--crop-scale``), so a run is the same in either mode and in any number of processes.
+then finish them with the same code (``Tensors.batch``: seeded flips, :func:`flip_mask`) and the same seeded
+random-resized crops (:func:`crop_boxes`, ``--crop-scale``), so a run is the same in either mode and in any
+number of processes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,9 +32,7 @@ from core.config import TrainConfig
 from core.data import PreparedData, prepare_for
 from core.distributed import World, local_first
 from core.sources import images_file, release_pages
-
-if TYPE_CHECKING:
-    from core.train import Tensors
+from core.splits import spread_subset
 
 MODES = ("resident", "stream")
 BYTES_PER_PIXEL = 4 + 2 * 4 + 3  # resident tensors: L and ab as float32, RGB as uint8
@@ -42,6 +40,64 @@ BYTES_PER_IMAGE = 8  # the int64 label
 CROP_RATIO = (3 / 4, 4 / 3)  # aspect range of the random-resized crops, as torchvision's RandomResizedCrop
 CROP_FILTER = "bilinear"  # how a crop is resized back to the training size
 VAL_PIXELS = 512 * 32 * 32  # pixels of a validation chunk: 512 pictures at 32x32, fewer of larger ones
+
+
+# --- the data of a run, and the seeded order of its steps -------------------------------------------------
+@dataclass
+class Tensors:
+    """One subset of the data on the device, converted once: model-space L, ab; uint8 RGB; labels."""
+
+    L: torch.Tensor
+    ab: torch.Tensor
+    rgb: torch.Tensor  # uint8 (N, 3, H, W)
+    label: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.L)
+
+    @classmethod
+    def from_images(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> Tensors:
+        L, ab = uint8_to_model(images)
+        rgb = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+        return cls(L.to(device), ab.to(device), rgb.to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
+
+    def take(self, part: slice) -> Tensors:
+        """The images of ``part`` (views, no copy)."""
+        return Tensors(self.L[part], self.ab[part], self.rgb[part], self.label[part])
+
+    def batch(self, idx: torch.Tensor, needs: tuple[str, ...], flip: torch.Tensor | None,
+              channels_last: bool) -> dict[str, torch.Tensor]:
+        """The entries a method needs for the images at ``idx``, flipped where ``flip`` is True."""
+        out: dict[str, torch.Tensor] = {}
+        for key in set(needs) | {"L"}:
+            x = getattr(self, key)[idx]
+            if key == "rgb":
+                x = x.float().div_(255.0)
+            if x.ndim == 4:
+                if flip is not None:
+                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            out[key] = x
+        return out
+
+
+def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training and validation images a run uses: draws fixed by its seed when limited."""
+    return (spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed),
+            spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed))
+
+
+def epoch_permutation(seed: int, phase_index: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of training images in one epoch of one phase: a pure function of the seed, so resume repeats it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + phase_index * 10_007 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def flip_mask(seed: int, step: int, n: int) -> torch.Tensor:
+    """Which of the ``n`` pictures of global step ``step`` are flipped: a pure function of the seed and the step."""
+    g = torch.Generator().manual_seed(seed * 7_919 + step + 1)
+    return torch.rand(n, generator=g) < 0.5
 
 
 # --- which mode ----------------------------------------------------------------------------------------------
@@ -111,8 +167,6 @@ class StepBatches(torch.utils.data.Sampler):
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s permutation (a pure function of the seed, the phase and the epoch)."""
-        from core.train import epoch_permutation
-
         if epoch != self._epoch:
             self._epoch, self._perm = epoch, epoch_permutation(self.seed, self.phase_index, epoch, self.n)
 
@@ -224,8 +278,6 @@ class StreamedImages(torch.utils.data.Dataset):
 
 
 def _on(batch: dict[str, torch.Tensor], device: torch.device) -> Tensors:
-    from core.train import Tensors
-
     t = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     return Tensors(t["L"], t["ab"], t["rgb"], t["label"])
 
@@ -234,8 +286,6 @@ def chunks(data: Tensors | StreamedImages, batch_size: int, device: torch.device
            max_pixels: int | None = VAL_PIXELS) -> Iterator[Tensors]:
     """The subset in order, ``batch_size`` pictures at a time (fewer when they would pass ``max_pixels``), as
     Tensors on ``device`` (validation)."""
-    from core.train import Tensors
-
     side = data.size if isinstance(data, StreamedImages) else int(data.L.shape[-1])
     if max_pixels is not None:
         batch_size = max(1, min(batch_size, max_pixels // (side * side)))
@@ -293,8 +343,6 @@ class Feed:
     def finish(self, raw: Tensors, rows: torch.Tensor, needs: tuple[str, ...], step: int) -> dict[str, torch.Tensor]:
         """The method's batch for global step ``step``: this process's slice of the step's seeded flips and
         crops, applied to ``raw[rows]``."""
-        from core.train import flip_mask
-
         share = self.batch_size // self.world.size
         mine = slice(self.world.rank * share, (self.world.rank + 1) * share)
         flips = flip_mask(self.cfg.seed, step, self.batch_size)[mine].to(self.device) if self.cfg.flip else None
@@ -325,21 +373,14 @@ class Feed:
             yield self.finish(self.train, idx, needs, phase_start + local)
 
 
-def subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (within the split's train and val subsets) of the images a run uses (``core.train.run_subsets``)."""
-    from core.train import run_subsets
-
-    return run_subsets(cfg, prepared)
-
-
 def open_feed(cfg: TrainConfig, device: torch.device, world: World, progress: bool = True) -> Feed:
     """Prepare the run's split (the first process of each machine decodes and caches, the others then read),
     choose the mode and hold or map its training and validation subsets."""
-    from core.train import Tensors, TrainingError
+    from core.train import TrainingError
 
     with local_first(world):
         prepared = prepare_for(cfg, progress=progress and world.is_main, mmap=True)
-    train_idx, val_idx = subsets(cfg, prepared)
+    train_idx, val_idx = run_subsets(cfg, prepared)
     if len(train_idx) < 2:
         raise TrainingError(f"only {len(train_idx)} training images after the split; give more data or a larger "
                             "--limit")

@@ -682,22 +682,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "list":
+        return _list_command(args)
+    if args.command == "status":
+        print(json.dumps(resolve_run(args.run, args.runs_dir).live_status(), indent=1))
+        return 0
+    if args.command == "wait":
+        if args.interval <= 0:
+            raise JobError("--interval must be more than 0 seconds")
+        return _wait_command(args)
+    return _cancel_command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``python -m core.runs`` command: 0 done, 1 failed (or a wait not ended as wanted), 2 bad input."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "list":
-            code = _list_command(args)
-            sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
-            return code
-        if args.command == "status":
-            print(json.dumps(resolve_run(args.run, args.runs_dir).live_status(), indent=1))
-            return 0
-        if args.command == "wait":
-            if args.interval <= 0:
-                raise JobError("--interval must be more than 0 seconds")
-            return _wait_command(args)
-        return _cancel_command(args)
+        code = _command(args)
+        sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
+        return code
     except BrokenPipeError:
         from core.cli import reader_gone
 

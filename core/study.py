@@ -84,7 +84,7 @@ def validation_tensors(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]
     """Model-space (L, ab) of the validation images a run validated on (same split, same draw)."""
     from core.config import TrainConfig
     from core.data import prepare_for
-    from core.train import run_subsets
+    from core.feed import run_subsets
 
     cfg = TrainConfig.load(RunDir(Path(run_dir)).config)
     prepared = prepare_for(cfg)

@@ -35,18 +35,15 @@ from core.checkpoint import (
     save_checkpoint,
     weights_payload,
 )
-from core.colour import uint8_to_model
 from core.config import ConfigError, Option, TrainConfig, common_options
-from core.data import PreparedData
 from core.distributed import SINGLE, World
-from core.feed import StreamedImages, chunks, head, open_feed
+from core.feed import StreamedImages, Tensors, chunks, head, open_feed
 from core.figures import picture_grid, save_png
 from core.methods import METHODS, Method, Phase, all_options, build_method, get_method, method_names
 from core.precision import autocast_for, choose_precision
 from core.precision import describe as describe_precision
 from core.runlock import RunLock, RunLockedError
 from core.runs import RunDir, machine_description
-from core.splits import spread_subset
 
 
 class TrainingError(Exception):
@@ -76,51 +73,6 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-@dataclass
-class Tensors:
-    """One subset of the data on the device, converted once: model-space L, ab; uint8 RGB; labels."""
-
-    L: torch.Tensor
-    ab: torch.Tensor
-    rgb: torch.Tensor  # uint8 (N, 3, H, W)
-    label: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.L)
-
-    @classmethod
-    def from_images(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> Tensors:
-        L, ab = uint8_to_model(images)
-        rgb = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-        return cls(L.to(device), ab.to(device), rgb.to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
-
-    def take(self, part: slice) -> Tensors:
-        """The images of ``part`` (views, no copy)."""
-        return Tensors(self.L[part], self.ab[part], self.rgb[part], self.label[part])
-
-    def batch(self, idx: torch.Tensor, needs: tuple[str, ...], flip: torch.Tensor | None,
-              channels_last: bool) -> dict[str, torch.Tensor]:
-        """The entries a method needs for the images at ``idx``, flipped where ``flip`` is True."""
-        out: dict[str, torch.Tensor] = {}
-        for key in set(needs) | {"L"}:
-            x = getattr(self, key)[idx]
-            if key == "rgb":
-                x = x.float().div_(255.0)
-            if x.ndim == 4:
-                if flip is not None:
-                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            out[key] = x
-        return out
-
-
-def run_subsets(cfg: TrainConfig, prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the training and validation images a run uses: draws fixed by its seed when limited."""
-    return (spread_subset(len(prepared.labels("train")), cfg.limit, cfg.seed),
-            spread_subset(len(prepared.labels("val")), cfg.val_limit, cfg.seed))
-
-
 @torch.no_grad()
 def validate(method: Method, val: Tensors | StreamedImages, batch_size: int = 512, select: str = "score",
              world: World = SINGLE) -> dict[str, float]:
@@ -139,7 +91,7 @@ def validate(method: Method, val: Tensors | StreamedImages, batch_size: int = 51
             logits = method.logits(c.rgb.float() / 255.0)
             ce_sum += torch.nn.functional.cross_entropy(logits, c.label, reduction="sum").item()
             correct += int((logits.argmax(1) == c.label).sum().item())
-        sums = np.sum([g for g in distributed.gather(world, (ce_sum, correct))], axis=0)
+        sums = np.sum(distributed.gather(world, (ce_sum, correct)), axis=0)
         acc = float(sums[1]) / len(val) * 100.0
         return {"val_loss": float(sums[0]) / len(val), "accuracy": acc, "score": acc}
     from core.metrics import aggregate, per_image_metrics, selection_score
@@ -186,27 +138,6 @@ def set_decayed_lr(method: Method, factor: float) -> None:
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
             group["lr"] = group["initial_lr"] * factor
-
-
-def epoch_permutation(seed: int, phase_index: int, epoch: int, n: int) -> torch.Tensor:
-    """The order of training images in one epoch of one phase: a pure function of the seed, so resume repeats it."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + phase_index * 10_007 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def flip_mask(seed: int, step: int, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 7_919 + step + 1)
-    return torch.rand(n, generator=g) < 0.5
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps and ends the run cleanly."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        self.signal = signum
 
 
 class StopFlag:

@@ -36,3 +36,15 @@ NOGAN_RECORDS = [
     {"type": "val", "step": 7, "epoch": 3.5, "phase": "gan", "auc_ab": 85.0, "colorfulness_ratio": float("nan"),
      "val_loss": 0.018, "score": 85.0, "time": 0},
 ]
+
+
+TINY_RUN = dict(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32, threads=1)
+
+
+def train_tiny(out: Path, **settings) -> Path:
+    """A real, completed one-epoch U-Net run (``TINY_RUN``, with ``settings`` over it) on a slice of the bundled
+    sample, in ``out``: a few seconds of training."""
+    from core.train import train
+
+    train(TrainConfig(**(TINY_RUN | settings)), out, progress=False)
+    return out

@@ -11,8 +11,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.config import TrainConfig
-from core.train import train
+from tests.run_util import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE = str(ROOT / "dashboard" / "pages" / "3_Compare.py")
@@ -24,8 +23,7 @@ TIMEOUT = 120
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runs folder holding one tiny completed U-Net run."""
     runs = tmp_path_factory.mktemp("compare-runs")
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1), runs / "tiny-unet", progress=False)
+    train_tiny(runs / "tiny-unet")
     return runs
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from core.tags import add_tag
 from dashboard.display import hidden_runs_note
+from tests.run_util import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
@@ -28,12 +29,9 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, completed one-epoch U-Net run on a slice of the sample (untagged)."""
-    from core.config import TrainConfig
-    from core.train import train
 
     out = tmp_path_factory.mktemp("featured") / "tiny-unet"
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1), out, progress=False)
+    train_tiny(out)
     return out
 
 

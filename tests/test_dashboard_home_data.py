@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_util import train_tiny
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
 HOME = DASHBOARD / "Home.py"
@@ -41,12 +43,9 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, completed one-epoch U-Net run on a slice of the sample."""
-    from core.config import TrainConfig
-    from core.train import train
 
     out = tmp_path_factory.mktemp("tiny") / "tiny-unet"
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1), out, progress=False)
+    train_tiny(out)
     return out
 
 

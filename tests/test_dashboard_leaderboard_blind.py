@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_util import train_tiny
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
 LEADERBOARD = DASHBOARD / "pages" / "5_Leaderboard.py"
@@ -25,13 +27,10 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, completed one-epoch U-Net run on a slice of the sample, alone in its runs folder, tagged keep (so the
     Blind test offers it without "Show all runs")."""
-    from core.config import TrainConfig
     from core.tags import add_tag
-    from core.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny-unet"
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1), out, progress=False)
+    train_tiny(out)
     add_tag(out, "keep")
     return out
 

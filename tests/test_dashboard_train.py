@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
 from core.runs import RunDir, start_job
-from core.train import train
+from tests.run_util import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "dashboard" / "pages" / "2_Train.py")
@@ -39,8 +39,7 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 def finished_run(tmp_path_factory) -> Path:
     """A completed tiny U-Net run (a few seconds of training)."""
     out = tmp_path_factory.mktemp("train-page") / "tiny-unet"
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1, log_every=1), out, progress=False)
+    train_tiny(out, log_every=1)
     (out / "log.txt").write_text("step 4/4 (train) val_loss 0.01\ncompleted 4 steps\n")
     return out
 

@@ -27,6 +27,7 @@ from tests.e2e_util import (
     stop_dashboard,
     wait_for_app_run,
 )
+from tests.run_util import train_tiny
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.is_file():
@@ -159,12 +160,9 @@ PLOTLY_TRACE_NAMES = """() => Array.from(document.querySelectorAll("[data-testid
 @pytest.mark.timeout(300)
 def test_runs_page_overlays_two_runs(page, server: Dashboard) -> None:
     """With two tiny completed runs in the runs folder, pick both on the Runs page: its charts draw both runs."""
-    from core.config import TrainConfig
-    from core.train import train
 
     for seed, name in enumerate(OVERLAY_RUNS):
-        train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                          threads=1, log_every=1, seed=seed), server.runs_dir / name, progress=False)
+        train_tiny(server.runs_dir / name, log_every=1, seed=seed)
     open_page(page, f"{server.url}/Runs", PAGE_TIMEOUT_MS)
     no_exception(page, server, "/Runs")
     for name in OVERLAY_RUNS:

@@ -23,13 +23,13 @@ from core.study import (
     validation_gray_metrics,
 )
 from core.train import train
+from tests.run_util import train_tiny
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny-unet"
-    train(TrainConfig(model="unet", source="sample", epochs=1, limit=128, val_limit=32, width=8, batch_size=32,
-                      threads=1), out, progress=False)
+    train_tiny(out)
     return out
 
 
