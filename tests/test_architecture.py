@@ -1,5 +1,5 @@
-"""Import rules, checked on the source with ``ast``: ``core`` is free of the user interface (no streamlit, no
-plotly), and the dashboard's pages neither build networks nor convert colour themselves (that lives in core)."""
+"""Import rules, checked on the source with ``ast``: ``core`` is free of the user interface (no streamlit, plotly
+or altair), and the dashboard's pages neither build networks nor convert colour themselves (that lives in core)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-UI_PACKAGES = ("streamlit", "plotly")
+UI_PACKAGES = ("streamlit", "plotly", "altair")
 PAGE_FORBIDDEN_MODULES = ("core.networks", "core.colour", "torch.nn")
 NETWORK_CONSTRUCTORS = ("UNet", "PatchDiscriminator", "Classifier", "VGGFeatures", "build_network")
 

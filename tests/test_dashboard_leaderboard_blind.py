@@ -87,23 +87,25 @@ def _text(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-def _chart(at: AppTest, key: str) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-                      .proto.spec)
+def _chart(at: AppTest, title: str) -> tuple[dict, dict]:
+    """The Vega-Lite chart whose title holds ``title``: its spec, and its datasets as frames by name."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    for element in at.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        if title in json.dumps(spec.get("title", "")):
+            return spec, {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in element.proto.datasets}
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def _bars(chart: tuple[dict, dict]):
+    """The bars' rows (model, group, n_images and the plotted figure) and the bar layer's spec."""
+    spec, data = chart
+    layer = next(layer for layer in spec.get("layer", [spec]) if layer["mark"]["type"] == "bar")
+    return data[layer["data"]["name"]], layer
 
 
 # --- Leaderboard -------------------------------------------------------------------------------------------
-def _numbers(values) -> list[float]:
-    """A plotly figure's numbers as JSON holds them: a list, or plotly's base64 typed array."""
-    if isinstance(values, dict):
-        import base64
-
-        import numpy as np
-
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).tolist()
-    return [float(v) for v in values]
-
-
 def _board(at: AppTest):
     """The leaderboard as shown: figures as text, the best of each column followed by ★."""
     return at.table[0].value
@@ -129,9 +131,11 @@ def test_leaderboard_lists_run_and_baselines(with_run: Path) -> None:
     assert downloads[0].proto.url.endswith(".csv")  # served as text/csv
 
     # the bars: each model's difference from gray, per class and per hue bin (gray itself is the zero line)
-    before = _chart(at, "lb_class_chart")
-    hue_before = _chart(at, "lb_hue_chart")
-    assert {t["name"] for t in before["data"]} == {RUN_NAME, "mean_ab"}
+    before = _chart(at, "auc_ab per class")
+    hue_before = _chart(at, "auc_ab per hue bin")
+    bars, layer = _bars(before)
+    assert set(bars["model"]) == {RUN_NAME, "mean_ab"}
+    assert layer["encoding"]["y"]["field"] == "vs_baseline"
     from core.baselines import make_baseline
     from core.data import prepare
     from core.evaluate import evaluate
@@ -139,24 +143,25 @@ def test_leaderboard_lists_run_and_baselines(with_run: Path) -> None:
     prepared = prepare("sample", progress=False)
     gray = evaluate(make_baseline("gray"), prepared, "test", limit=300).per_class.set_index("class_name")["auc_ab"]
     mean_ab = evaluate(make_baseline("mean_ab", prepared), prepared, "test", limit=300).per_class
-    bars = next(t for t in before["data"] if t["name"] == "mean_ab")
-    expected = (mean_ab.set_index("class_name")["auc_ab"] - gray).loc[bars["x"]]
-    assert _numbers(bars["y"]) == pytest.approx(list(expected))
-    assert any(shape.get("y0") == 0 for shape in before["layout"]["shapes"])  # the zero line
+    shown = bars[bars["model"] == "mean_ab"].set_index("group")["vs_baseline"]
+    expected = (mean_ab.set_index("class_name")["auc_ab"] - gray).loc[shown.index]
+    assert list(shown) == pytest.approx(list(expected))
+    spec, data = before
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")  # the zero line
+    assert data[rule["data"]["name"]].iloc[:, 0].tolist() == [0.0]
 
     at.selectbox(key="lb_metric").set_value("psnr").run()
     assert not at.exception
-    after = _chart(at, "lb_class_chart")
-    assert after != before and "psnr" in json.dumps(after["layout"]["title"])
-    assert _chart(at, "lb_hue_chart") != hue_before
+    after = _chart(at, "psnr per class")
+    assert not _bars(after)[0].equals(bars)
+    assert not _bars(_chart(at, "psnr per hue bin"))[0].equals(_bars(hue_before)[0])
 
     at.radio(key="lb_view").set_value("values").run()  # the values themselves, the axis zoomed to their spread
     assert not at.exception
-    values = _chart(at, "lb_class_chart")
-    assert {t["name"] for t in values["data"]} == {RUN_NAME, "gray", "mean_ab"}
-    lo, hi = values["layout"]["yaxis"]["range"]
-    ys = [y for t in values["data"] for y in _numbers(t["y"])]
-    assert 0 < lo < min(ys) and max(ys) < hi
+    values, layer = _bars(_chart(at, "psnr per class"))
+    assert set(values["model"]) == {RUN_NAME, "gray", "mean_ab"}
+    lo, hi = layer["encoding"]["y"]["scale"]["domain"]
+    assert 0 < lo < values["value"].min() and values["value"].max() < hi
 
 
 def test_leaderboard_val_part(with_run: Path) -> None:

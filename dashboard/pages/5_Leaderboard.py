@@ -129,5 +129,5 @@ for table_name, title, x_title, key in (("per_class", "per class", "class", "lb_
                          y_title=f"{metric} − gray")
     else:
         fig = group_bars(frame, "value", f"{metric} {title}", order, x_title, y_range=zoomed_range(frame["value"]))
-    st.plotly_chart(fig, width="stretch", key=key)
+    st.altair_chart(fig, width="stretch", key=key)
 st.caption("Hue bins with no images have no bars. Images are binned by their mean hue (the split's hue method).")
