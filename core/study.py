@@ -108,12 +108,14 @@ def paired_gain(model: np.ndarray, baseline: np.ndarray, higher_is_better: bool 
 
 
 def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = None,
-                    device: str = "cpu") -> dict | None:
+                    device: str = "cpu", min_ratio: float | None = None) -> dict | None:
     """A run's inflection point as a rule: of the generators it kept in ``phase`` (default: ``gan`` when the run
     has a GAN phase, else ``train``), the most colourful one that is still clearly better than the gray baseline
     on the run's validation images: its per-image gains over gray in auc_ab and in mae_rgb both exceed ``z``
-    standard errors. None when no kept generator passes. ``device`` runs the generators there (cuda: seconds).
-    Returns its validation metrics with ``step``, ``path`` and the two gains (mean, standard error)."""
+    standard errors. With ``min_ratio``, the most accurate (lowest mae_rgb) of those that pass and are at least
+    that colourful instead (the most colourful passing one when none is). None when no kept generator passes.
+    ``device`` runs the generators there (cuda: seconds). Returns its validation metrics with ``step``, ``path``
+    and the two gains (mean, standard error)."""
     from core.inference import load_colorizer
     from core.metrics import aggregate, per_image_metrics
 
@@ -132,6 +134,9 @@ def pick_checkpoint(run_dir: str | Path, z: float = 2.0, phase: str | None = Non
         if auc[0] > z * auc[1] and mae[0] > z * mae[1]:
             passing.append(aggregate(per) | {"step": int(path.stem.split("_")[1]), "path": str(path),
                                              "auc_ab_gain": auc, "mae_rgb_gain": mae})
+    colourful = [r for r in passing if min_ratio is not None and r["colorfulness_ratio"] >= min_ratio]
+    if colourful:
+        return min(colourful, key=lambda r: r["mae_rgb"])
     return max(passing, key=lambda r: r["colorfulness_ratio"]) if passing else None
 
 
@@ -273,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--phase", help="the phase whose kept generators compete (default: gan if any, else train)")
     k.add_argument("--z", type=float, default=2.0, help="how many standard errors the gains over gray must exceed")
     k.add_argument("--device", default="cpu", help="device for the generators (cpu, cuda)")
+    k.add_argument("--min-ratio", type=float, help="pick the lowest validation mae_rgb among the passing generators "
+                   "with at least this colorfulness ratio (default: the most colourful passing one)")
     t = sub.add_parser("tradeoff", help="mae_rgb against colorfulness ratio over runs' validations, as a PNG")
     t.add_argument("--runs", nargs="+", required=True)
     t.add_argument("--scale-run", help="also draw this run's best.pt with its a,b scaled up")
@@ -310,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(info, indent=1, default=float))
         print(f"wrote {args.out}")
     elif args.command == "pick":
-        pick = pick_checkpoint(args.run, args.z, args.phase, args.device)
+        pick = pick_checkpoint(args.run, args.z, args.phase, args.device, args.min_ratio)
         print(json.dumps(pick))
         if pick is None:
             print("no kept generator of the run is clearly better than gray on validation", file=sys.stderr)

@@ -150,7 +150,8 @@ def test_pick_checkpoint_is_the_most_colourful_generator_still_clearly_better_th
                 truth.update({bytes(x.numpy().tobytes()): a for x, a in zip(Lv, abv)})
             ab = torch.stack([truth[bytes(x.numpy().tobytes())] for x in L])
             noise = torch.randn(ab.shape, generator=torch.Generator().manual_seed(0))
-            return {"half": 0.5 * ab, "most": 0.9 * ab, "wild": ab + 0.6 * noise}[self.kind]
+            return {"half": 0.5 * ab, "most": 0.9 * ab, "wild": ab + 0.6 * noise, "full": 1.1 * ab + 0.05 * noise,
+                    }[self.kind]
 
     kinds = {10: "half", 20: "most", 30: "wild"}
     for step in kinds:
@@ -160,6 +161,15 @@ def test_pick_checkpoint_is_the_most_colourful_generator_still_clearly_better_th
     pick = pick_checkpoint(run)
     assert pick["step"] == 20 and pick["path"].endswith("step_000020.pt")
     assert pick["auc_ab_gain"][0] > 2 * pick["auc_ab_gain"][1] and pick["mae_rgb_gain"][0] > 0
+    (run / "checkpoints" / "gan" / "step_000040.pt").write_bytes(b"")
+    kinds[40] = "full"  # more colourful than step 20, and less accurate: the default picks it, --min-ratio does not
+    colourful = pick_checkpoint(run)
+    accurate = pick_checkpoint(run, min_ratio=0.85)
+    assert colourful["step"] == 40 and accurate["step"] == 20
+    assert colourful["colorfulness_ratio"] > accurate["colorfulness_ratio"] >= 0.85
+    assert colourful["mae_rgb"] > accurate["mae_rgb"]
+    assert pick_checkpoint(run, min_ratio=1.5)["step"] == 40  # none that colourful: the most colourful passing one
+    (run / "checkpoints" / "gan" / "step_000040.pt").unlink()
     kinds.update({10: "wild", 20: "wild"})
     assert pick_checkpoint(run) is None  # colourful, but worse than gray
     (run / "checkpoints" / "gan").rename(run / "checkpoints" / "train")  # a one-phase run (U-Net, DCGAN) keeps these
