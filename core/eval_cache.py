@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from core.atomic import atomic_write, atomic_write_text
-from core.evaluate import BASELINE_PREFIX, EvalResult, evaluate
+from core.evaluate import BASELINE_PREFIX, EvalResult, evaluate, jsonable
 from core.progress import ProgressFn
 from core.sources import cache_key, default_cache_dir
 
@@ -87,21 +87,6 @@ def key_digest(key: dict[str, Any]) -> str:
 
 
 # --- the store -----------------------------------------------------------------------------------------
-def _plain(obj: Any) -> Any:
-    """Plain JSON values (numpy scalars and arrays unwrapped, tensors as lists, anything else as text); NaN kept."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
-        return _plain(obj.tolist())
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 class EvalCache:
     """Evaluations on disk under ``root`` (default ``<cache root>/evaluations``), one folder per key."""
 
@@ -150,7 +135,7 @@ class EvalCache:
             meta = {"key": key, "model": result.model, "method": result.method, "source": result.source,
                     "part": result.part, "n_images": result.n_images, "metrics": result.metrics,
                     "has_predictions": has_predictions, "info": result.info, "timing": result.timing}
-            atomic_write_text(folder / "meta.json", json.dumps(_plain(meta)))
+            atomic_write_text(folder / "meta.json", json.dumps(jsonable(meta, keep_nan=True)))
         except OSError:  # a full or read-only disk costs speed, not the evaluation
             return None
         self.prune()

@@ -96,23 +96,24 @@ class EvalResult:
         out["per_hue_bin"] = self.per_hue_bin.to_dict(orient="records")
         out["timing"] = self.timing
         out["info"] = self.info
-        return _jsonable(out)
+        return jsonable(out)
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain Python values for ``json.dumps``: numpy scalars unwrapped, NaN and infinity as None."""
+def jsonable(obj: Any, keep_nan: bool = False) -> Any:
+    """Plain Python values for ``json.dumps``: numpy scalars unwrapped, arrays and tensors as lists, anything else
+    as text; NaN and infinity become None (strict JSON) unless ``keep_nan`` (Python's own round trip)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, keep_nan) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v, keep_nan) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
+    if isinstance(obj, float) and not keep_nan and not math.isfinite(obj):
         return None
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return jsonable(obj.tolist(), keep_nan)
     return str(obj)
 
 
@@ -494,7 +495,7 @@ def _run(args: argparse.Namespace) -> int:
             doc = {"source": results[0].source, "part": args.part, "n_images": results[0].n_images,
                    "rows": table.reset_index().to_dict(orient="records"), "best": best,
                    "results": [r.to_json() for r in results]}
-            _write(args.json, json.dumps(_jsonable(doc), indent=1))
+            _write(args.json, json.dumps(jsonable(doc), indent=1))
         if args.csv:
             _write(args.csv, table.to_csv())
         return 0

@@ -226,3 +226,13 @@ def test_cpu_network_on_worker_threads_matches_a_direct_forward(prepared, tmp_pa
     assert res.predictions is not None
     assert torch.allclose(res.predictions, colorizer.predict(L), atol=1e-5)
     assert res.info["path"] == str(path) and res.method == "unet"
+
+
+def test_jsonable_gives_strict_json_or_keeps_nan_for_python() -> None:
+    doc = {"a": np.float32(1.5), "n": float("nan"), "t": torch.tensor([1, 2]), "arr": np.array([[0.5]]),
+           "inf": np.float64("inf"), 3: (True, None), "path": E.Path("x/y")}
+    strict = E.jsonable(doc)
+    assert strict == {"a": 1.5, "n": None, "t": [1, 2], "arr": [[0.5]], "inf": None, "3": [True, None], "path": "x/y"}
+    json.dumps(strict, allow_nan=False)  # strict JSON: no NaN token
+    kept = json.loads(json.dumps(E.jsonable(doc, keep_nan=True)))
+    assert np.isnan(kept["n"]) and kept["inf"] == float("inf") and kept["t"] == [1, 2]
