@@ -165,7 +165,9 @@ def _print_summary(s: dict, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__.splitlines()[0])
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.data", description=__doc__.splitlines()[0])
     p.add_argument("--source", default="sample", help="cifar10, sample, or a folder/archive path (default: sample)")
     p.add_argument("--split", choices=SPLIT_KINDS, default="hue")
     p.add_argument("--val-fraction", type=float, default=0.1)

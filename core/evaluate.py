@@ -445,7 +445,9 @@ def _prepare(args: argparse.Namespace, models: list[Any]) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="run directory (its best.pt, else last.pt)")
     what.add_argument("--checkpoint", help="checkpoint file (.pt)")

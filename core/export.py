@@ -128,7 +128,9 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="run directory whose best.pt ships")
     p.add_argument("--name", required=True, help="file name without .pt, e.g. unet (letters, digits, '.', '_', '-')")
     p.add_argument("--source", help="evaluate on this source's test part for the card")

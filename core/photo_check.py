@@ -13,7 +13,6 @@ prints the table of each model and, with ``--write``, records it in the model's 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -138,9 +137,9 @@ def format_check(name: str, table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit 2 on bad input, 0 when every model was checked."""
     from core.checkpoint import CheckpointError
-    from core.cli import run_command
+    from core.cli import ArgumentParser, run_command
 
-    p = argparse.ArgumentParser(prog="python -m core.photo_check", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m core.photo_check", description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoint files (.pt) or run directories")
     p.add_argument("--sizes", type=int, nargs="+", default=list(NET_SIZES), help="network sizes to try")
     p.add_argument("--photos", nargs="+", default=list(PHOTOS), choices=PHOTOS, help="photographs to use")

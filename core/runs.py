@@ -655,7 +655,9 @@ def _seconds(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.runs", description="List, show, wait for and cancel training "
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.runs", description="List, show, wait for and cancel training "
                                 "runs (the run directories in the runs folder).")
     p.add_argument("--runs-dir", type=Path, default=None, metavar="DIR",
                    help="the runs folder (default: env COLORIZE_RUNS_DIR, else runs/ in the project)")

@@ -256,7 +256,9 @@ def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.study", description=__doc__.splitlines()[0])
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.study", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("figure", help="gray | models | truth for fixed test images, as a PNG")
     f.add_argument("--source", required=True)

@@ -559,7 +559,9 @@ def _add_option(group: argparse._ArgumentGroup, opt: Option) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, built from TrainConfig's settings and every registered method's own options."""
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
+    from core.cli import ArgumentParser
+
+    p = ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
     common = p.add_argument_group("settings of every method")
     for opt in common_options():
         if opt.name == "model":

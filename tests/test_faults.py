@@ -922,3 +922,18 @@ def test_the_counts_in_the_docs_are_the_catalogues() -> None:
     counts = Counter((c.category, c.kind) for c in cases)
     assert len(cases) >= 60 and len({c.id for c in cases}) == len(cases)
     assert report.counts_in_doc(report.DOC.read_text()) == dict(counts), "run tools/reliability_report.py --write"
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (("core.train", "--model", "unet", "--out", "x", "--width", "wide"), ("--width", "invalid int value", "'wide'")),
+    (("core.train", "--model", "no-such", "--out", "x"), ("--model", "invalid choice", "no-such")),
+    (("core.evaluate", "--run", "x", "--bogus"), ("unrecognized arguments: --bogus",)),
+    (("core.study", "pick"), ("--run", "python -m core.study pick --help")),  # a subcommand names its own help
+    (("core.photo_check", "--sizes", "big"), ("--sizes",)),
+])
+def test_refused_arguments_one_line_naming_the_help(args: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    """A wrong option or value: the one error line names it and the command's --help, without argparse's usage
+    block (every command line shares core.cli.ArgumentParser)."""
+    result = cli(*args)
+    assert_refused(result, *needles, f"python -m {args[0]}", "--help")
+    assert "usage:" not in result.stderr
