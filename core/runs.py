@@ -43,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started
 STEP_META = ("type", "step", "epoch", "phase", "time")
 LAUNCH_NAME = "launch.json"
 LOST = "failed (process lost)"
+_STATUS_WRITE = threading.Lock()  # one read-merge-write of a status.json at a time (the trainer and its heart-beat)
 
 
 class JobError(ValueError):
@@ -125,9 +127,20 @@ class RunDir:
 
     def write_status(self, **fields: object) -> dict:
         """Merge ``fields`` into status.json and rewrite it atomically, with a fresh heart-beat."""
-        status = self.status() | fields | {"heartbeat": time.time()}
-        atomic_write_text(self.status_file, json.dumps(status))
+        with _STATUS_WRITE:
+            status = self.status() | fields | {"heartbeat": time.time()}
+            atomic_write_text(self.status_file, json.dumps(status))
         return status
+
+    def beat(self) -> bool:
+        """Refresh the heart-beat of a status that is still starting or running (a final one is left as it is);
+        whether it was refreshed."""
+        with _STATUS_WRITE:
+            status = self.status()
+            if status.get("state") not in ACTIVE:
+                return False
+            atomic_write_text(self.status_file, json.dumps(status | {"heartbeat": time.time()}))
+        return True
 
     def status(self) -> dict:
         """The last status written by the trainer (empty when none)."""
@@ -216,6 +229,33 @@ class RunDir:
             f.seek(max(0, f.tell() - 64_000))
             text = f.read().decode("utf-8", "replace")
         return "\n".join(text.replace("\r", "\n").splitlines()[-n:])
+
+
+
+class Heartbeat:
+    """A background thread that refreshes a run's heart-beat every ``every_s`` while its trainer is busy inside one
+    long step (data preparation, a validation, a checkpoint), so that a reader that cannot ask the run's lock (on
+    another machine) does not take a live trainer for lost. A context manager; it stops when the block ends."""
+
+    def __init__(self, run: RunDir, every_s: float = HEARTBEAT_STALE_S / 4) -> None:
+        self.run, self.every_s = run, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.run.beat()
+            except OSError:  # a full or gone disk: the trainer meets it at its next write and reports it
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def pid_alive(pid: int) -> bool:

@@ -43,7 +43,7 @@ from core.methods import METHODS, Method, Phase, all_options, build_method, get_
 from core.precision import autocast_for, choose_precision
 from core.precision import describe as describe_precision
 from core.runlock import RunLock, RunLockedError
-from core.runs import RunDir, machine_description
+from core.runs import Heartbeat, RunDir, machine_description
 
 
 class TrainingError(Exception):
@@ -392,7 +392,8 @@ def open_run_in_world(cfg: TrainConfig | None, out: str | Path, resume: bool, ex
 def train_opened(opened: OpenedRun, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train into a run that :func:`open_run` opened; see :func:`train`."""
     try:
-        return _run(opened, progress, max_steps)
+        with Heartbeat(opened.run):
+            return _run(opened, progress, max_steps)
     except BaseException as e:
         if opened.run.status().get("state") in ("starting", "running"):
             try:

@@ -147,3 +147,32 @@ def test_delete_refuses_what_is_not_a_run_in_the_runs_folder(tmp_path):
     assert other.path.is_dir() and plain.is_dir()
 
 
+
+
+def _set_status(run: RunDir, **fields) -> None:
+    """Status fields as written long ago (write_status always stamps a fresh heart-beat)."""
+    run.status_file.write_text(json.dumps(run.status() | fields))
+
+
+def test_heartbeat_keeps_a_busy_lockless_trainer_alive_and_leaves_a_final_status_alone(tmp_path):
+    run = make_run(tmp_path, "busy", state="running", message="preparing data")
+    _set_status(run, heartbeat=time.time() - 50)
+    old = run.status()["heartbeat"]
+    with runs.Heartbeat(run, every_s=0.02):
+        time.sleep(0.2)
+        fresh = run.status()["heartbeat"]
+        assert fresh > old + 40  # refreshed from the thread while the trainer "prepares"
+        for step in range(100):  # the trainer's own writes meanwhile are never lost to a beat
+            run.write_status(step=step)
+    status = run.status()
+    assert status["step"] == 99 and status["state"] == "running" and status["message"] == "preparing data"
+    # a run trained on another machine (its lock names that host): only the heart-beat tells it is alive
+    (run.path / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "locked_at": time.time()}))
+    assert not runs.lock_visible(run.path)
+    assert run.live_status()["state"] == "running"
+    _set_status(run, heartbeat=time.time() - runs.HEARTBEAT_STALE_S - 1)  # without beats it reads as lost
+    assert run.live_status().get("lost") is True
+    _set_status(run, state="completed", heartbeat=123.0)
+    with runs.Heartbeat(run, every_s=0.01):
+        time.sleep(0.1)
+    assert run.status()["heartbeat"] == 123.0 and not run.beat()  # a final status is left as it is
