@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import streamlit as st
 from common import (
     PAGE_EVALUATIONS,

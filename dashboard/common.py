@@ -40,7 +40,11 @@ TAB_ICONS = {":material/palette:": "🎨", ":material/bar_chart:": "📊", ":mat
 
 
 def page(title: str, icon: str) -> None:
-    """Common page set-up: wide layout, title, and the tab icon for the page's Material icon (an emoji)."""
+    """Common page set-up: wide layout, title, and the tab icon for the page's Material icon (an emoji); the
+    start-up note of ``boot`` is removed (the imports it speaks of are done)."""
+    import boot
+
+    boot.done()
     st.set_page_config(page_title=f"{title} · Colorize Lab", page_icon=TAB_ICONS.get(icon, "🎨"), layout="wide")
 
 

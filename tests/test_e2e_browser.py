@@ -1,8 +1,9 @@
 """End to end in a real browser (Debian's Chromium, headless): every page renders without an exception, and a tiny
 training job started from the Train page completes and can be picked on the Compare page; a histogram bar picked by
 a click and a range by Box Select on Data & splits; every chip of Compare's model picker in sight; the Colorize
-page's before/after view; two runs picked on the Runs page are drawn together in its charts. Every request the
-browser makes is recorded: none may go to another host than the dashboard's own server.
+page's before/after view; two runs picked on the Runs page are drawn together in its charts; a fresh server's first
+page says it is starting while the imports load. Every request the browser makes is recorded: none may go to
+another host than the dashboard's own server.
 """
 
 from __future__ import annotations
@@ -258,6 +259,26 @@ def test_colorize_before_after_view(page, server: Dashboard) -> None:
     wipe.click(position={"x": area["width"] * 0.2, "y": area["height"] / 2})
     expect(frame.locator("#position")).to_have_value(re.compile(r"^(19|20|21)(\.\d+)?$"), timeout=10_000)
     screenshot(page, "Colorize-samples")
+
+
+@pytest.mark.timeout(300)
+def test_first_page_of_a_fresh_server_says_it_is_starting(browser, tmp_path: Path) -> None:
+    """``streamlit run dashboard/Home.py`` (no warm-up): the first page waits for torch and the project's imports
+    under a note that says so, and the note is gone once the page is there."""
+    dash = start_dashboard(tmp_path, script="dashboard/Home.py")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        tab = context.new_page()
+        tab.goto(dash.url, wait_until="domcontentloaded")
+        note = tab.get_by_text("Starting the dashboard: loading torch")
+        expect(note).to_be_visible(timeout=60_000)
+        wait_for_app_run(tab, PAGE_TIMEOUT_MS)
+        expect(tab.locator("h1").filter(has_text="Colorize Lab").first).to_be_visible(timeout=30_000)
+        expect(note).to_have_count(0)
+        no_exception(tab, dash, "/ of a fresh server")
+    finally:
+        context.close()
+        stop_dashboard(dash)
 
 
 def test_server_log_clean(server: Dashboard) -> None:

@@ -1,6 +1,7 @@
 """Data & splits: hue histograms of train against validation for the random and the hue split, class counts,
 the grayscale images dropped, and the images of any hue range."""
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import streamlit as st
 from common import guarded, load_prepared, page, source_picker
 

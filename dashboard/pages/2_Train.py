@@ -4,6 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import streamlit as st
 
 from core.config import Option

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import numpy as np
 import pandas as pd
 import streamlit as st

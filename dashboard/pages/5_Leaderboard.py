@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import pandas as pd
 import streamlit as st
 from common import (

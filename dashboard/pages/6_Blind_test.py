@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go

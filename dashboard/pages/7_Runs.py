@@ -5,6 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+import boot  # noqa: F401 - first: its note shows while the imports below load
 import pandas as pd
 import streamlit as st
 
