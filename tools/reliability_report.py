@@ -20,6 +20,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +76,11 @@ def _param_ids(fn: object) -> list[str | None]:
     return ids
 
 
-def _auto_id(names: str, value: object, index: int) -> str:
-    """pytest's id for an argument value: strings and numbers as they are, anything else by name and position."""
-    values = value if "," in names and isinstance(value, (tuple, list)) else (value,)
-    arg_names = [n.strip() for n in names.split(",")]
+def _auto_id(names: str | Sequence[str], value: object, index: int) -> str:
+    """pytest's id for an argument value: strings and numbers as they are, anything else by name and position
+    (``names`` as pytest takes them: "a, b" or a sequence of names)."""
+    arg_names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    values = value if len(arg_names) > 1 and isinstance(value, (tuple, list)) else (value,)
     parts = [str(v) if isinstance(v, (str, int, float)) and str(v).isprintable() else f"{arg_names[k]}{index}"
              for k, v in enumerate(values)]
     return "-".join(parts)
