@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import atomic_write, atomic_write_text
+from core.cli import ArgumentParser, run_command
 from core.colour import image_stats
 from core.progress import ProgressFn, report
 from core.sources import Dataset, DataSourceError, cache_key, default_cache_dir, load_dataset, release_pages
@@ -165,8 +166,6 @@ def _print_summary(s: dict, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.data", description=__doc__.splitlines()[0])
     p.add_argument("--source", default="sample", help="cifar10, sample, or a folder/archive path (default: sample)")
     p.add_argument("--split", choices=SPLIT_KINDS, default="hue")
@@ -179,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-split", type=Path, help="write the split (indices and parameters) as JSON here")
     p.add_argument("--json", type=Path, help="write the summary as JSON here")
     args = p.parse_args(argv)
-    from core.cli import run_command
 
     return run_command(lambda: _run(args), bad_input=(ValueError,))
 

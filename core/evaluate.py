@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from core.baselines import BASELINES, make_baseline
+from core.cli import ArgumentParser, run_command
 from core.colour import uint8_to_model
 from core.metrics import (
     HIGHER_IS_BETTER,
@@ -445,8 +446,6 @@ def _prepare(args: argparse.Namespace, models: list[Any]) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="run directory (its best.pt, else last.pt)")
@@ -518,7 +517,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; user errors print one line on stderr and return 2."""
-    from core.cli import run_command
 
     args = _parser().parse_args(argv)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from core.access import check_name
 from core.atomic import atomic_write_text
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_payload
+from core.cli import ArgumentParser, run_command
 from core.metrics import SELECTIONS
 from core.runs import PROJECT_ROOT, RunDir, machine_description, train_command
 
@@ -128,8 +129,6 @@ def export_run(run_dir: str | Path, name: str, source: str | None = None, part: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="run directory whose best.pt ships")
     p.add_argument("--name", required=True, help="file name without .pt, e.g. unet (letters, digits, '.', '_', '-')")
@@ -142,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="ship this checkpoint of the run instead of its best.pt")
     p.add_argument("--selection", default="", help="with --checkpoint: how it was chosen, for the card")
     args = p.parse_args(argv)
-    from core.cli import run_command
 
     return run_command(lambda: _run(args), bad_input=(ValueError,))
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import atomic_write_text
+from core.cli import ArgumentParser, run_command
 from core.compare import score_picture
 from core.inference import Colorizer, colorize_picture, gray_picture, load_colorizer
 from core.progress import ProgressFn, report
@@ -137,7 +138,6 @@ def format_check(name: str, table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit 2 on bad input, 0 when every model was checked."""
     from core.checkpoint import CheckpointError
-    from core.cli import ArgumentParser, run_command
 
     p = ArgumentParser(prog="python -m core.photo_check", description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", help="checkpoint files (.pt) or run directories")

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.atomic import atomic_write_text
+from core.cli import ArgumentParser, reader_gone
 from core.config import TrainConfig
 from core.runlock import is_locked, lock_visible, process_start_time, read_holder, verified_trainer
 
@@ -70,7 +71,7 @@ RUNS_COLUMNS = ("run", "state", "progress", "eta_s", "method", "split", "started
 STEP_META = ("type", "step", "epoch", "phase", "time")
 LAUNCH_NAME = "launch.json"
 LOST = "failed (process lost)"
-_STATUS_WRITE = threading.Lock()  # one read-merge-write of a status.json at a time (the trainer and its heart-beat)
+_STATUS_WRITE = threading.RLock()  # one read-merge-write of a status.json at a time (the trainer and its heart-beat)
 
 
 class JobError(ValueError):
@@ -136,10 +137,9 @@ class RunDir:
         """Refresh the heart-beat of a status that is still starting or running (a final one is left as it is);
         whether it was refreshed."""
         with _STATUS_WRITE:
-            status = self.status()
-            if status.get("state") not in ACTIVE:
+            if self.status().get("state") not in ACTIVE:
                 return False
-            atomic_write_text(self.status_file, json.dumps(status | {"heartbeat": time.time()}))
+            self.write_status()
         return True
 
     def status(self) -> dict:
@@ -229,7 +229,6 @@ class RunDir:
             f.seek(max(0, f.tell() - 64_000))
             text = f.read().decode("utf-8", "replace")
         return "\n".join(text.replace("\r", "\n").splitlines()[-n:])
-
 
 
 class Heartbeat:
@@ -695,8 +694,6 @@ def _seconds(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.runs", description="List, show, wait for and cancel training "
                                 "runs (the run directories in the runs folder).")
     p.add_argument("--runs-dir", type=Path, default=None, metavar="DIR",
@@ -745,7 +742,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
         return code
     except BrokenPipeError:
-        from core.cli import reader_gone
 
         return reader_gone()
     except JobError as e:

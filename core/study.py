@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from core.checkpoint import load_checkpoint
+from core.cli import ArgumentParser, run_command
 from core.colour import uint8_to_model
 from core.figures import picture_grid, save_png
 from core.runs import PROJECT_ROOT, RunDir
@@ -256,8 +257,6 @@ def tradeoff_plot(runs: list[str | Path], out: str | Path, scale_run: str | Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.study", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("figure", help="gray | models | truth for fixed test images, as a PNG")
@@ -288,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from core.cli import run_command
 
     return run_command(lambda: _run(args), bad_input=(ValueError,))
 

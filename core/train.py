@@ -35,6 +35,7 @@ from core.checkpoint import (
     save_checkpoint,
     weights_payload,
 )
+from core.cli import EXIT_BAD_INPUT, EXIT_FAILED, ArgumentParser, run_command
 from core.config import ConfigError, Option, TrainConfig, common_options
 from core.distributed import SINGLE, World
 from core.feed import StreamedImages, Tensors, chunks, head, open_feed
@@ -560,8 +561,6 @@ def _add_option(group: argparse._ArgumentGroup, opt: Option) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, built from TrainConfig's settings and every registered method's own options."""
-    from core.cli import ArgumentParser
-
     p = ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
     common = p.add_argument_group("settings of every method")
     for opt in common_options():
@@ -603,7 +602,6 @@ def main(argv: list[str] | None = None) -> int:
 
     Under torchrun every process runs this (``core.distributed``); rank 0 alone prints the log and writes the
     run directory."""
-    from core.cli import EXIT_BAD_INPUT, EXIT_FAILED, run_command
 
     args = parse_args(argv)
     given = sorted(k for k in vars(args) if k not in RUN_FLAGS)
