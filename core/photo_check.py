@@ -8,7 +8,8 @@ The size with the lowest mean ``mae_rgb`` over the photographs becomes the model
 card, and with it the default of :func:`core.inference.colorize_picture`.
 
 ``python -m core.photo_check CHECKPOINT... [--sizes 32 48 ...] [--photos astronaut coffee ...] [--write]``
-prints the table of each model and, with ``--write``, records it in the model's card (``<checkpoint>.json``).
+prints the table of each model and, with ``--write``, records it in the model's card (``<checkpoint>.json``);
+``--from-cards`` prints the checks already recorded in the cards as Markdown tables (the README's), computing nothing.
 """
 
 from __future__ import annotations
@@ -135,6 +136,56 @@ def format_check(name: str, table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def card_tables(cards: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recorded photo checks of model cards (``<checkpoint>.json``, or the checkpoint beside it): mean
+    ``mae_rgb`` by network size and the artefact ratio by size, one row per model (named by its method's label and
+    file), with its ``default`` size. A card without a recorded check is an error naming the command that writes it."""
+    from core.methods import method_label
+
+    means, artefacts = {}, {}
+    for spec in cards:
+        path = Path(spec).with_suffix(".json")
+        if not path.is_file():
+            raise FileNotFoundError(f"no model card {path}; export the model first (python -m core.export)")
+        card = json.loads(path.read_text())
+        check = card.get("net_size_check") or {}
+        if not check.get("mean_by_size"):
+            raise ValueError(f"{path} records no photo check; run python -m core.photo_check {path.with_suffix('.pt')} "
+                             "--write")
+        row = f"{method_label(str(card.get('method', path.stem)))} (`{path.with_suffix('.pt').name}`)"
+        means[row] = {int(k): float(v) for k, v in check["mean_by_size"].items()} | {
+            "gray": float(check.get("gray_mean", float("nan"))), "default": card.get("default_net_size")}
+        artefacts[row] = {int(k): float(v) for k, v in (check.get("artefact_ratio_by_size") or {}).items()}
+    return pd.DataFrame.from_dict(means, orient="index"), pd.DataFrame.from_dict(artefacts, orient="index")
+
+
+def markdown_tables(means: pd.DataFrame, artefacts: pd.DataFrame) -> str:
+    """:func:`card_tables` as two Markdown tables; each model's lowest mean ``mae_rgb`` is bold."""
+    def table(frame: pd.DataFrame, bold_min: bool) -> list[str]:
+        sizes = sorted(c for c in frame.columns if isinstance(c, int))
+        extra = [c for c in ("gray", "default") if c in frame.columns]
+        lines = ["| model | " + " | ".join(map(str, sizes + extra)) + " |",
+                 "| --- |" + " --- |" * (len(sizes) + len(extra))]
+        for name, row in frame.iterrows():
+            best = row[sizes].astype(float).min()
+            cells = [("**{:.2f}**" if bold_min and row[s] == best else "{:.2f}").format(row[s])
+                     if pd.notna(row[s]) else "" for s in sizes]
+            if "gray" in extra:
+                cells.append(f"{row['gray']:.2f}")
+            if "default" in extra:
+                cells.append(str(int(row["default"])) if pd.notna(row["default"]) else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return lines
+
+    out = [f"Mean {METRIC} by network size (lower is better; gray: the picture with no colour):", ""]
+    out += table(means, bold_min=True)
+    if not artefacts.empty:
+        out += ["", "Artefact ratio by network size (high-frequency a,b energy over the photograph's; about 1 or "
+                "below is as smooth as real colour):", ""]
+        out += table(artefacts, bold_min=False)
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: exit 2 on bad input, 0 when every model was checked."""
     from core.checkpoint import CheckpointError
@@ -144,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=list(NET_SIZES), help="network sizes to try")
     p.add_argument("--photos", nargs="+", default=list(PHOTOS), choices=PHOTOS, help="photographs to use")
     p.add_argument("--write", action="store_true", help="record the result in each model's card (<checkpoint>.json)")
+    p.add_argument("--from-cards", action="store_true",
+                   help="print the checks recorded in the cards as Markdown tables instead of running them")
     args = p.parse_args(argv)
 
     def body() -> int:
+        if args.from_cards:
+            print(markdown_tables(*card_tables(args.checkpoints)))
+            return 0
         for spec in args.checkpoints:
             colorizer = load_colorizer(spec)
             table = check(colorizer, args.photos, args.sizes)

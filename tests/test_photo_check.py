@@ -82,6 +82,39 @@ def test_shipped_cards_name_their_measured_size() -> None:
         assert card["net_size_check"]["photos"] == list(photo_check.PHOTOS)
 
 
+def test_from_cards_prints_the_recorded_checks_and_refuses_a_card_without_one(
+        tiny: Colorizer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = photo_check.check(tiny, ["chelsea", "rocket"], [32, 48])
+    (tmp_path / "tiny.json").write_text(json.dumps({"method": "unet"}))
+    photo_check.write_card(tmp_path / "tiny.json", table)
+    assert photo_check.main(["--from-cards", str(tmp_path / "tiny.pt")]) == 0
+    out = capsys.readouterr().out
+    means = photo_check.by_size(table)
+    row = next(line for line in out.splitlines() if line.startswith("| U-Net (`tiny.pt`)"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    best = photo_check.best_size(table)
+    for size, cell in zip((32, 48), cells[1:3], strict=True):
+        value = f"{means.loc[size, 'mae_rgb']:.2f}"
+        assert cell == (f"**{value}**" if size == best else value)
+    assert cells[3:] == [f"{means['gray_mae_rgb'].iloc[0]:.2f}", str(best)]
+    assert "Artefact ratio" in out
+
+    (tmp_path / "bare.json").write_text(json.dumps({"method": "unet"}))
+    assert photo_check.main(["--from-cards", str(tmp_path / "bare.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "records no photo check" in err[0] and "--write" in err[0]
+
+
+def test_the_readme_photo_table_is_the_shipped_cards() -> None:
+    readme = (CHECKPOINTS.parent / "README.md").read_text()
+    printed = photo_check.markdown_tables(*photo_check.card_tables([CHECKPOINTS / f"{n}.pt"
+                                                                    for n in ("unet", "dcgan", "nogan")]))
+    rows = [line for line in printed.splitlines() if line.startswith("| ")]
+    missing = [line for line in rows if line not in readme]
+    assert not missing, "README's photo check tables differ from the cards; paste python -m core.photo_check " \
+                        f"--from-cards checkpoints/{{unet,dcgan,nogan}}.pt: {missing}"
+
+
 def test_a_tall_picture_keeps_its_full_resolution_in_bounded_bands(tiny: Colorizer,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
