@@ -54,10 +54,18 @@ def load_checkpoint(path: str | Path) -> dict:
     return payload
 
 
+def _generator_weights(checkpoint: dict) -> dict:
+    """The generator a checkpoint ships: a weights file's, else a training checkpoint's averaged generator when it
+    kept one (``--ema-decay``: the weights its validations measured), else its trained generator."""
+    if checkpoint["format"] == FORMAT_WEIGHTS:
+        return checkpoint["generator"]
+    return checkpoint["state"].get("average") or checkpoint["state"]["nets"]["generator"]
+
+
 def weights_payload(checkpoint: dict, half: bool = False) -> dict:
-    """The shippable part of a checkpoint: the generator's weights, config and metrics, no optimiser (a weights
-    file passes through, halved when asked)."""
-    sd = checkpoint["generator"] if checkpoint["format"] == FORMAT_WEIGHTS else checkpoint["state"]["nets"]["generator"]
+    """The shippable part of a checkpoint: the generator's weights (:func:`_generator_weights`), config and
+    metrics, no optimiser (a weights file passes through, halved when asked)."""
+    sd = _generator_weights(checkpoint)
     if half:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
     return {
@@ -74,9 +82,10 @@ def weights_payload(checkpoint: dict, half: bool = False) -> dict:
 
 
 def generator_state(payload: dict) -> dict[str, torch.Tensor]:
-    """The generator's float32 state dict from either kind of checkpoint (CheckpointError when it has none)."""
+    """The generator's float32 state dict (:func:`_generator_weights`) from either kind of checkpoint
+    (CheckpointError when it has none)."""
     try:
-        sd = payload["generator"] if payload["format"] == FORMAT_WEIGHTS else payload["state"]["nets"]["generator"]
+        sd = _generator_weights(payload)
         return {str(k): v.float() if v.is_floating_point() else v for k, v in sd.items()}
     except (KeyError, TypeError, AttributeError):
         raise CheckpointError("the checkpoint holds no generator weights (a tensor for each name); it is damaged or "

@@ -147,6 +147,9 @@ class TrainConfig:
     precision: str = setting("auto", "numeric precision of the training steps: auto (CUDA: bf16 autocast; CPU: the "
                              "faster of fp32 and bf16, timed on a few of the run's own steps at its start), fp32 "
                              "or bf16 (autocast)", choices=("auto", "fp32", "bf16"))
+    ema_decay: float = setting(0.0, "keep an exponential moving average of the generator's weights with this "
+                               "decay per step (e.g. 0.999); validation, best.pt and the shipped weights use the "
+                               "average; 0 turns it off", min=0.0, max=0.99999)
     val_per_epoch: int = setting(1, "validations (each keeps its generator) per epoch of a one-phase run",
                                  min=1, max=10000)
     select: str = setting("score", "how best.pt is chosen: score (auc_ab x min(1, colorfulness ratio)), mae (lowest "

@@ -431,6 +431,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
     phases = method.phases(spe)
     total = sum(p.steps for p in phases)
     best, step = Best(), 0
+    method.start_average()
     if ckpt is not None:
         method.load_state_dict(ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -503,6 +504,7 @@ def _run(opened: OpenedRun, progress: bool, max_steps: int | None) -> dict:
                     # 3. one optimisation step (losses averaged over the processes), guarded against NaN
                     with autocast:
                         losses = sync.losses(method.optimize())
+                    method.update_average()
                     bad = [k for k, v in losses.items() if not math.isfinite(v)]
                     if bad:
                         raise TrainingError(f"loss {bad[0]} became {losses[bad[0]]} at step {step + 1} "

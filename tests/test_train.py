@@ -363,3 +363,49 @@ def test_speed_meter_reports_speed_and_eta_at_most_every_interval(monkeypatch):
     report = meter.update(3, 10)
     assert report["images_per_s"] == pytest.approx(30 / 3.0)
     assert report["eta_s"] == pytest.approx((100 - 3) * 10 / 10.0)
+
+
+def test_ema_decay_keeps_the_moving_average_that_predictions_use():
+    torch.manual_seed(0)
+    method = build_method(tiny("unet", ema_decay=0.8, lr=1e-2), torch.device("cpu"))
+    method.start_average()
+    method.set_input(_batch())
+    raw = method.nets["generator"]
+    by_hand = None
+    for _ in range(4):
+        method.optimize()
+        method.update_average()
+        now = {k: v.detach().clone() for k, v in raw.state_dict().items() if v.is_floating_point()}
+        by_hand = now if by_hand is None else {k: 0.8 * by_hand[k] + 0.2 * now[k] for k in now}
+    averaged = method.generator.state_dict()
+    assert method.generator is not raw
+    for k, v in by_hand.items():
+        assert torch.allclose(averaged[k], v, atol=1e-6), k
+    assert not torch.allclose(averaged["encoder.0.1.weight"], raw.state_dict()["encoder.0.1.weight"])
+    L = _batch()["L"][:4]
+    raw.eval()
+    with torch.no_grad():
+        assert torch.allclose(method.predict(L), method.generator.eval()(L))
+        assert not torch.allclose(method.predict(L), raw(L))
+
+
+def test_a_run_with_ema_resumes_exactly_and_ships_its_average(tmp_path):
+    from core.checkpoint import generator_state, weights_payload
+
+    cfg = tiny("unet", epochs=2, limit=128, precision="fp32", ema_decay=0.7)
+    train(cfg, tmp_path / "whole", progress=False)
+    train(cfg, tmp_path / "parts", progress=False, max_steps=3)
+    train(TrainConfig(epochs=2), tmp_path / "parts", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "parts" / "checkpoints" / "last.pt")
+    assert a["state"]["average_count"] == b["state"]["average_count"] == 8
+    for k in a["state"]["average"]:
+        assert torch.allclose(a["state"]["average"][k].float(), b["state"]["average"][k].float(), atol=1e-5), k
+    trained, average = a["state"]["nets"]["generator"], a["state"]["average"]
+    differs = [k for k in trained if trained[k].is_floating_point() and not torch.equal(trained[k], average[k])]
+    assert differs  # the average is not the trained weights ...
+    shipped = weights_payload(a)["generator"]
+    assert all(torch.equal(shipped[k], average[k]) for k in average)  # ... and it is what ships
+    assert all(torch.equal(generator_state(a)[k], average[k].float()) for k in average)
+    kept = sorted((tmp_path / "whole" / "checkpoints" / "train").glob("step_*.pt"))[-1]
+    assert all(torch.equal(load_checkpoint(kept)["generator"][k], average[k]) for k in average)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from core.config import ConfigError, Option, TrainConfig
 
@@ -88,11 +89,31 @@ class Method:
         """One optimisation step on the current batch; returns named losses as floats."""
         raise NotImplementedError
 
+    # --- the averaged generator ----------------------------------------------------------------------
+    average: AveragedModel | None = None
+
+    def start_average(self) -> None:
+        """With ``--ema-decay`` above 0, keep an exponential moving average of the generator's weights and buffers
+        (torch's AveragedModel; it starts from the generator's weights at the first step), which validation,
+        predictions and checkpoints' shippable weights then use."""
+        if self.cfg.ema_decay > 0 and self.average is None:
+            net = self.nets["generator"]
+            self.average = AveragedModel(getattr(net, "_orig_mod", net), use_buffers=True,
+                                         multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """Fold the generator's current weights into the average (after every optimisation step)."""
+        if self.average is not None:
+            net = self.nets["generator"]
+            self.average.update_parameters(getattr(net, "_orig_mod", net))
+
     # --- inference and reporting -----------------------------------------------------------------
     @property
     def generator(self) -> nn.Module:
-        """The network that turns L into ab (for colorizers) or images into logits (for the classifier)."""
-        return self.nets["generator"]
+        """The network that turns L into ab (for colorizers) or images into logits (for the classifier): the
+        averaged weights when ``--ema-decay`` keeps an average, else the trained network itself."""
+        return self.average.module if self.average is not None else self.nets["generator"]
 
     @torch.no_grad()
     def predict(self, L: torch.Tensor) -> torch.Tensor:
@@ -123,18 +144,26 @@ class Method:
         self.wrapped = {k: wrap(v) for k, v in self.nets.items() if any(True for _ in v.parameters())}
 
     def state_dict(self) -> dict:
-        """Weights and optimiser states, as plain dicts of tensors."""
-        return {
+        """Weights and optimiser states, as plain dicts of tensors (``average``: the averaged generator's weights
+        and buffers, and ``average_count``: how many steps it holds, when one is kept)."""
+        state = {
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "phase": self.phase,
         }
+        if self.average is not None:
+            state["average"] = self.average.module.state_dict()
+            state["average_count"] = int(self.average.n_averaged.item())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state["nets"].items():
             self.nets[k].load_state_dict(v)
         for k, v in state["optimizers"].items():
             self.optimizers[k].load_state_dict(v)
+        if self.average is not None and "average" in state:
+            self.average.module.load_state_dict(state["average"])
+            self.average.n_averaged.fill_(int(state.get("average_count", 1)))
         self.set_phase(state.get("phase", "train"))
 
     def adam(self, params, lr: float | None = None) -> torch.optim.Adam:
