@@ -34,9 +34,13 @@ def sha256(path: Path) -> str:
 
 
 def _command(config: dict, out: str) -> str:
-    args = {k: v for k, v in config.items() if k not in ("log_every", "n_samples", "size", "compile", "channels_last")}
-    if "flip" in args:  # the command line spells the default (flips on) as nothing, and off as --no-flip
-        args["no_flip"] = not args.pop("flip")
+    """The command that trains a run with this saved configuration (``python -m core.train`` parses it back to
+    the same settings; a run of several processes starts under torchrun)."""
+    args = dict(config)
+    for on_by_default in ("flip", "channels_last"):  # spelt as nothing when on, and --no-X when off
+        if on_by_default in args:
+            args["no_" + on_by_default] = not args.pop(on_by_default)
+    args["processes"] = args.pop("world_size", 1)  # recorded by the run, not a setting: how many processes trained
     args["out"] = out
     cmd = train_command(args, python="python")
     return " ".join(cmd)

@@ -263,3 +263,24 @@ def test_inflection_reads_best_step_from_status_when_best_pt_was_left_behind(tin
     info = inflection_plot(run, tmp_path / "inflection.png", chosen_step=8)
     assert info["best_pt_step"] == 6 and info["chosen_step"] == 8 and info["steps"] == [4, 6, 8]
     assert (tmp_path / "inflection.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("model", ["unet", "nogan"])
+def test_a_cards_command_parses_back_to_the_runs_configuration(model):
+    import shlex
+
+    from core.config import TrainConfig
+    from core.export import _command
+    from core.train import config_from_args, parse_args
+
+    saved = TrainConfig.from_dict({"model": model, "source": "sample", "size": 64, "flip": False,
+                                   "channels_last": False, "compile": True, "ema_decay": 0.99, "crop_scale": 0.5,
+                                   "limit": 300, "log_every": 5, "world_size": 2}).checked().to_dict()
+    words = shlex.split(_command(saved, "runs/x"))
+    assert words[:3] == ["python", "-m", "torch.distributed.run"] and "--nproc_per_node=2" in words
+    args = parse_args(words[words.index("core.train") + 1:])
+    assert args.out == "runs/x"
+    again = config_from_args(args).to_dict()
+    recorded_only = ("world_size",)
+    assert {k: v for k, v in again.items() if k not in recorded_only} == \
+        {k: v for k, v in saved.items() if k not in recorded_only}
