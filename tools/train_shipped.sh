@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the four models on the full CIFAR-10 JPEG archive (hue split, grayscale dropped) on a CPU, as two
-# queues of one thread each: classifier -> NoGAN, and U-Net -> DCGAN. The shipped U-Net is this script's; the
-# shipped DCGAN, NoGAN and classifier come from tools/train_gpu.sh and tools/train_gpu_dcgan.sh (one GPU).
+# queues of one thread each: classifier -> NoGAN, and U-Net -> DCGAN, at a small width (16 by default). The shipped
+# U-Net trained by the command its card records (checkpoints/unet.json); the shipped DCGAN,
+# NoGAN and classifier come from tools/train_gpu.sh and tools/train_gpu_dcgan.sh (one GPU).
 # Runs go to runs/$PREFIX-<name> (PREFIX defaults to "ship"); progress: python -m core.runs list, console output in
 # runs/<run>.log.
 # NoGAN runs its three phases in one run: 6 generator epochs (feature loss, learning rate decayed over the last 3),
